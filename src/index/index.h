@@ -37,7 +37,8 @@ typedef struct tome_entry {
     uint32_t nver;    /* number of versions, >= 1 while in the index */
     uint16_t klen;    /* key length (TOME_MAX_KEY_LEN is 65535) */
     uint8_t  slot;
-    uint8_t  pad;
+    uint8_t  spill;   /* 1: the versions are in v.many although nver <= 1
+                         (room reserved for a commit in flight) */
     union {
         tome_ver  one;   /* nver == 1 */
         tome_ver *many;  /* nver > 1: array, capacity = next power of two >= nver */
@@ -46,7 +47,7 @@ typedef struct tome_entry {
 } tome_entry;
 
 static inline tome_ver *tome_entry_vers(tome_entry *e) {
-    return e->nver == 1 ? &e->v.one : e->v.many;
+    return (e->nver == 1 && !e->spill) ? &e->v.one : e->v.many;
 }
 
 /* Compares (slot, key) with the entry's: <0, 0, >0 (slot first, then bytes,

@@ -1,0 +1,202 @@
+/*
+ * local.h -- shared internals of the local log engine: the on-disk record
+ * layout (docs/FORMAT.md is the byte-level specification), the segment
+ * table, and the engine state that engine.c, recover.c, idxfile.c and
+ * merge.c share.
+ *
+ * Locks, always taken in this order (never the reverse):
+ *   merge_mu  -> commit_mu -> ix_lock (rwlock) -> reg_mu
+ *   sync_mu is never held while taking commit_mu.
+ */
+#ifndef TOME_LOCAL_H
+#define TOME_LOCAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../api/backend.h"
+#include "../index/index.h"
+#include "../os/os.h"
+#include "../util/util.h"
+
+/* ---- on-disk layout (see docs/FORMAT.md) ---- */
+
+#define SEG_HDR_SIZE    64
+#define SEG_MAGIC_LOG   "TOMESEG1"
+#define SEG_MAGIC_MRG   "TOMEMRG1"
+#define FORMAT_VERSION  1
+
+#define REC_HDR_SIZE    16
+#define REC_PUT         1
+#define REC_DEL         2
+#define REC_COMMIT      3
+#define REC_MPUT        4   /* merged put: header, seq, ts, key, value */
+#define REC_MDEL        5   /* merged removal */
+#define REC_MERGED_EXTRA 16
+#define COMMIT_PAYLOAD  48
+#define COMMIT_SIZE     (REC_HDR_SIZE + COMMIT_PAYLOAD)
+#define COMMIT_MAGIC    "TOMECMT!"
+
+#define DEFAULT_SEGMENT_SIZE (UINT64_C(64) << 20)
+#define MAX_SEGMENT_OFF      ((UINT64_C(1) << 40) - 1)
+
+/* Segment header fields. */
+typedef struct seg_hdr {
+    int      merged;      /* 0: log segment, 1: merged segment */
+    uint64_t lo, hi;      /* segment numbers covered (lo == hi for a log) */
+    uint64_t base_seq;    /* log: last seq before this segment; merged: horizon */
+    uint64_t last_seq;    /* merged: newest commit when the merge began */
+    uint64_t last_ts;     /* merged: its timestamp */
+    uint64_t horizon_ts;  /* merged: timestamp of the horizon commit */
+} seg_hdr;
+
+void seg_hdr_encode(uint8_t out[SEG_HDR_SIZE], const seg_hdr *h);
+/* 0, or TOME_CORRUPT if the magic, version or checksum is wrong. */
+int  seg_hdr_decode(const uint8_t in[SEG_HDR_SIZE], seg_hdr *h);
+
+/* Writes the 16-byte record header (crc left 0). */
+void rec_hdr_encode(uint8_t out[REC_HDR_SIZE], int type, uint8_t slot, uint32_t klen, uint32_t vlen);
+/* crc of a record = crc32c over bytes 4.. of the record. */
+
+/* ---- segments ---- */
+
+typedef struct seg {
+    uint32_t   id;        /* in-memory id, used in tome_ver.loc; never reused */
+    int        merged;
+    uint64_t   lo, hi;    /* file numbers covered */
+    tome_file *f;
+    uint64_t   size;      /* end of valid data (log: append offset) */
+    uint64_t   cap;       /* preallocated size (log) */
+    uint64_t   base_seq;  /* log: the last commit before this segment (header) */
+    uint64_t   last_seq;  /* newest commit held (log: written; merged: header) */
+    uint64_t   last_ts;
+    _Atomic uint64_t synced;  /* bytes known durable (log) */
+    atomic_int refs;      /* the table's reference + readers in flight */
+    int        dead;      /* superseded by a merge: unlink at last unref */
+    char       name[48];
+} seg;
+
+/* ---- recent commits, for validation ---- */
+
+typedef struct rc_key {
+    const uint8_t *key;
+    uint32_t klen;
+    uint8_t  slot;
+    uint8_t  changed;     /* presence changed (created or removed) */
+} rc_key;
+
+typedef struct rc_entry {
+    struct rc_entry *next;   /* newer */
+    uint64_t seq;
+    size_t   n;
+    rc_key  *keys;           /* keys point into the same allocation */
+} rc_entry;
+
+/* ---- open snapshots ---- */
+
+typedef struct snap_reg {
+    struct snap_reg *prev, *next;
+    uint64_t seq;
+    uint64_t horizon;
+} snap_reg;
+
+/* ---- the engine ---- */
+
+typedef struct local {
+    tome_backend base;
+    tome_vfs *vfs;
+    int       own_vfs;
+    int       memory;
+    int       read_only;
+    int       sync_mode;
+    uint64_t  segment_size;
+    uint32_t  history_versions;
+    uint64_t  history_ms;
+    char     *dir;
+    tome_file *lockf;
+
+    /* index and segment table: ix_lock */
+    pthread_rwlock_t ix_lock;
+    tome_index *ix;
+    seg      **segs;       /* by in-memory id; NULL when gone */
+    uint32_t   nsegs_cap;
+    uint32_t   next_id;
+    seg      **live;       /* live segments in file order */
+    size_t     nlive;
+    uint64_t   nversions;
+
+    /* commit path: commit_mu */
+    pthread_mutex_t commit_mu;
+    seg      *act;         /* active log segment */
+    uint64_t  next_file;   /* next segment file number */
+    uint64_t  last_seq, last_ts;   /* newest written commit */
+    rc_entry *rc_head, *rc_tail;   /* recent commits, oldest first */
+    uint64_t *ctab;        /* commit timestamps, ctab[seq - ctab_base] */
+    uint64_t  ctab_base, ctab_n, ctab_cap;
+
+    /* durability: sync_mu */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t  sync_cv;
+    int       syncing;
+    _Atomic uint64_t durable_seq;
+    _Atomic uint64_t visible_seq;
+    atomic_int poisoned;   /* a write or sync failed: writes refused */
+
+    /* snapshots: reg_mu */
+    pthread_mutex_t reg_mu;
+    snap_reg  reg;         /* list head */
+    size_t    nreg;
+    _Atomic uint64_t horizon;
+
+    pthread_mutex_t merge_mu;
+
+    /* recovery notes (for tome_check) */
+    int       no_index;    /* scan the whole log, ignore INDEX */
+    int       index_used;  /* INDEX was loaded */
+    int       torn;        /* a torn tail was found (and cut unless read-only) */
+    uint64_t  torn_off;
+    char      torn_seg[48];
+} local;
+
+int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_index, tome_backend **out);
+
+/* engine.c */
+int   local_rotate(local *L);   /* under commit_mu: seal the active segment */
+seg  *seg_new(local *L);
+void  seg_unref(local *L, seg *s);
+int   seg_table_add(local *L, seg *s);   /* under ix_lock (write) or before use */
+void  seg_name(char *out, size_t n, int merged, uint64_t lo, uint64_t hi);
+int   local_path(local *L, const char *name, char **out);
+int   local_create_log(local *L, uint64_t fileno, uint64_t base_seq, seg **out);
+int   ctab_set(local *L, uint64_t seq, uint64_t ts);
+uint64_t ctab_get(local *L, uint64_t seq);
+tome_entry *entry_new(uint8_t slot, const void *key, size_t klen);
+void  entry_free(tome_entry *e, void *arg);
+int   entry_reserve(tome_entry *e, uint32_t want);
+void  entry_push(tome_entry *e, const tome_ver *v);
+void  entry_drop_flags(tome_entry *e);
+int   local_read_record(local *L, seg *s, uint64_t off, uint8_t slot, const void *key,
+                        size_t klen, uint32_t vlen, int merged, tome_alloc_fn alloc,
+                        void *actx, const void **val_out);
+
+/* visibility: the versions of e that a snapshot (seq, horizon) sees. Writes
+ * the indexes into out (capacity e->nver) and returns the count. */
+size_t vis_filter(local *L, tome_entry *e, uint64_t seq, uint64_t horizon, uint32_t *out);
+
+/* recover.c */
+int  local_recover(local *L);
+/* Scans one log segment from `from`; applies complete commits. */
+int  local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged);
+
+/* idxfile.c */
+int  idxfile_write(local *L);
+/* 1 if loaded (index filled), 0 if absent/stale/damaged (index empty),
+ * or a negative code for other failures. On 1, from_live and from_off say
+ * where the log replay starts. */
+int  idxfile_load(local *L, size_t *from_live, uint64_t *from_off);
+
+/* merge.c */
+int  local_merge(tome_backend *b);
+
+#endif /* TOME_LOCAL_H */
