@@ -47,7 +47,7 @@ tome_entry *entry_new(uint8_t slot, const void *key, size_t klen) {
 void entry_free(tome_entry *e, void *arg) {
     (void)arg;
     if (!e) return;
-    if (e->nver > 1) tome_free(e->v.many);
+    if (e->nver > 1 || e->spill) tome_free(e->v.many);
     tome_free(e);
 }
 
@@ -57,44 +57,40 @@ static uint32_t cap_of(uint32_t n) {
     return c;
 }
 
-/* Ensures room for `want` versions without further allocation. */
+/* Ensures room for `want` versions without further allocation.
+ * Representation: nver == 1 and !spill: the version is inline. Otherwise
+ * (nver > 1, or spill) the versions are in `many`, whose capacity is at
+ * least cap_of(max(nver, 2)). spill marks an array holding 0 or 1 version
+ * (room reserved ahead of pushes). */
 int entry_reserve(tome_entry *e, uint32_t want) {
     if (want <= 1) return 0;
-    if (e->nver <= 1) {
+    if (e->nver <= 1 && !e->spill) {
         tome_ver *a = tome_malloc(sizeof(tome_ver) * cap_of(want));
         if (!a) return TOME_NOMEM;
         if (e->nver == 1) a[0] = e->v.one;
         e->v.many = a;
-        /* nver stays; spill = 1 says the versions now live in `many`. */
         e->spill = 1;
         return 0;
     }
-    if (cap_of(e->nver) >= want) return 0;
+    if (cap_of(e->nver > 2 ? e->nver : 2) >= want) return 0;
     tome_ver *a = tome_realloc(e->v.many, sizeof(tome_ver) * cap_of(want));
     if (!a) return TOME_NOMEM;
     e->v.many = a;
     return 0;
 }
 
-/* Appends v; room must have been reserved (entry_reserve) unless nver == 0. */
+/* Appends v. Room must have been reserved (entry_reserve) unless nver == 0. */
 void entry_push(tome_entry *e, const tome_ver *v) {
-    if (e->spill) {               /* versions live in `many` */
+    if (e->spill || e->nver > 1) {
         e->v.many[e->nver++] = *v;
         if (e->nver > 1) e->spill = 0;
-        else {                  /* one version: back to inline */
-            tome_ver one = e->v.many[0];
-            tome_free(e->v.many);
-            e->v.one = one;
-            e->spill = 0;
-        }
         return;
     }
     if (e->nver == 0) {
         e->v.one = *v;
         e->nver = 1;
-        return;
     }
-    e->v.many[e->nver++] = *v;
+    /* nver == 1 inline without a reservation: a caller bug; nothing is written */
 }
 
 /* Undoes an entry_reserve that was not followed by a push. */
