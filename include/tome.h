@@ -337,19 +337,196 @@ int tome_last_seq(tome_db *db, uint64_t *seq_out);
 /* ------------------------------------------------------------------------ */
 /* The namespaced store (the LDK KVStore contract)                           */
 /* ------------------------------------------------------------------------ */
+/*
+ * The tome_kv_* functions implement the contract of LDK's KVStore
+ * (lightning::util::persist::KVStore): values addressed by a primary
+ * namespace, a secondary namespace and a key. They are built on the public
+ * transaction API above (each call is one transaction, rerun on
+ * TOME_CONFLICT), so they behave the same on every backend.
+ *
+ * Names. Every primary namespace, secondary namespace and key is a
+ * NUL-terminated ASCII string of at most TOME_KV_NAME_MAX (120) characters
+ * from [A-Za-z0-9_-]. The empty primary and the empty secondary namespace
+ * are valid; a non-empty secondary namespace with an empty primary is not;
+ * the empty key is not; NULL is not. Any violation gives TOME_INVALID before
+ * anything is read or written (tome_errmsg says which name is wrong).
+ *
+ * Where a namespaced key lives (for history and audit). The value of
+ * (primary, secondary, key) is stored in slot TOME_KV_SLOT (255) under the
+ * key bytes
+ *         primary "/" secondary "/" key          (no NUL, no padding)
+ * e.g. ("monitors", "", "abc_1") is the 15 bytes "monitors//abc_1" and
+ * ("", "", "manager") is "//manager". '/' is outside the name alphabet, so
+ * the mapping is one-to-one; tome_kv_key_bytes() builds it. The stored value
+ * is exactly the caller's value bytes, so with those slot and key bytes
+ *   - tome_versions() lists every version of the namespaced key (a
+ *     tome_kv_remove is a version with removed = true),
+ *   - tome_get_version() reads an earlier value by its seq,
+ *   - tome_begin_at() + tome_get() reads it as of any commit,
+ *   - tome_get_unremoved() reads back a removed value,
+ * until tome_merge drops that history.
+ * Two more slots are kept by these functions in the same transactions and
+ * are reserved for them (do not write them, nor slot 255, directly):
+ *   TOME_KV_CREATED_SLOT (253): key bytes as above -> 12-byte creation stamp;
+ *   TOME_KV_ORDER_SLOT (254): primary "/" secondary "/" stamp key -> empty
+ *     value. The stamp is the big-endian bitwise complement of the creating
+ *     commit's expected seq (8 bytes) and of the operation's index within
+ *     that commit (4 bytes), so ascending iteration of this slot lists a
+ *     namespace newest-created first (tome_kv_list_page). A key keeps its
+ *     stamp when overwritten and gets a new one when written after removal.
+ *
+ * Memory. Values, key lists and page tokens handed to the caller are one
+ * allocation each, freed with tome_free(). Nothing handed out points into
+ * the store.
+ *
+ * Durability. Writes, non-lazy removes and tome_kv_apply commit with the
+ * handle's sync option: with TOME_SYNC_FULL (the default) they are durable
+ * when they return. Lazy removes commit without waiting for the disk.
+ *
+ * Threads. Every tome_kv_* function may be called from any number of
+ * threads at once on one handle. Each call works in its own transaction:
+ * a read sees a whole value as of one commit, never a torn or mixed one.
+ *
+ * Codes common to all of them: TOME_INVALID (NULL db or out pointer, a bad
+ * name), TOME_IO, TOME_CORRUPT, TOME_NOMEM, TOME_MISUSE (handle closing),
+ * TOME_READONLY (a write on a read-only handle). TOME_NOTFOUND is returned
+ * only by tome_kv_read, and only when the key is absent. TOME_CONFLICT is
+ * never returned in practice: a conflicting commit is rerun (up to 100,000
+ * times, then TOME_CONFLICT).
+ */
 
+#define TOME_KV_NAME_MAX     120    /* longest name, in characters */
+#define TOME_KV_KEY_MAX      (3 * TOME_KV_NAME_MAX + 2) /* longest mapped key */
+#define TOME_KV_SLOT         255    /* values */
+#define TOME_KV_ORDER_SLOT   254    /* creation order index */
+#define TOME_KV_CREATED_SLOT 253    /* key -> creation stamp */
+#define TOME_KV_PAGE_SIZE    50     /* default page of tome_kv_list_page */
+
+/* Reads the value of (primary_ns, secondary_ns, key).
+ * On TOME_OK, *buf_out is a new allocation of *len_out bytes (never NULL,
+ * even for an empty value) that the caller frees with tome_free().
+ * TOME_NOTFOUND if and only if the key is absent (never written, or
+ * removed): every other failure (I/O, damage, memory, a closing handle)
+ * has its own code, so a caller may safely treat TOME_NOTFOUND as "start
+ * fresh". On any error *buf_out is NULL and *len_out is 0. Thread-safe. */
 int  tome_kv_read  (tome_db *db, const char *primary_ns, const char *secondary_ns, const char *key,
                     void **buf_out, size_t *len_out);
+
+/* Replaces the whole value of the key with len bytes at buf (buf may be NULL
+ * when len is 0; the bytes are copied). Namespaces need no creation. On
+ * TOME_OK the write is durable (per the sync option) and atomic: after a
+ * crash the key holds either the old or the new value, never a mix. An
+ * overwrite keeps the key's place in the creation order.
+ * TOME_TOOBIG: len > TOME_MAX_VALUE_LEN, nothing written. Thread-safe. */
 int  tome_kv_write (tome_db *db, const char *primary_ns, const char *secondary_ns, const char *key,
                     const void *buf, size_t len);
+
+/* Removes the key; TOME_OK whether or not it existed. The removal is visible
+ * at once to every later call. lazy = false: durable on return (even when
+ * the key was already absent, e.g. after a lazy remove not yet on disk).
+ * lazy = true: committed without waiting for the disk; a machine crash may
+ * lose it (the key comes back), but a write of the same key made after it
+ * always wins over it, also across crashes (commits reach the disk in
+ * order). Thread-safe. */
 int  tome_kv_remove(tome_db *db, const char *primary_ns, const char *secondary_ns, const char *key,
                     bool lazy);
+
+/* The keys stored directly under (primary_ns, secondary_ns), never
+ * namespace names, sorted ascending (bytewise). An unknown namespace gives
+ * TOME_OK with count 0. On TOME_OK *keys_out is one allocation holding the
+ * array of *count_out pointers and the strings they point to: free it with
+ * one tome_free(); it is NULL when the count is 0. Thread-safe. */
 int  tome_kv_list  (tome_db *db, const char *primary_ns, const char *secondary_ns,
                     char ***keys_out, size_t *count_out);
 
+/* Every (primary, secondary, key) in the store, ordered by the mapped key
+ * bytes (primary, then secondary, then key, with '/' sorting after '-' and
+ * before digits). *keys_out is one allocation (the array and its strings):
+ * free it with one tome_free(); NULL when the count is 0. Thread-safe. */
 typedef struct tome_kv_key { const char *primary_ns, *secondary_ns, *key; } tome_kv_key;
 int  tome_kv_list_all(tome_db *db, tome_kv_key **keys_out, size_t *count_out);
 
+/* Paginated listing (LDK 0.3 PaginatedKVStore): the keys directly under
+ * (primary_ns, secondary_ns), newest-created first. page_token is NULL for
+ * the first page, else the *next_token_out of the previous page. page_size
+ * 0 means TOME_KV_PAGE_SIZE (50). On TOME_OK *keys_out / *count_out are as
+ * for tome_kv_list (at most page_size keys) and *next_token_out is a new
+ * string (free with tome_free) to pass for the next page, or NULL when this
+ * page is the last. An overwrite keeps a key's place; a key removed and
+ * written again counts as new. A token stays usable when its key has been
+ * removed since: listing resumes at the next older key. Keys created after
+ * the first page was read are not shown on later pages.
+ * TOME_INVALID: a token that tome_kv_list_page did not make (the token is
+ * the hex creation stamp followed by the key). Thread-safe. */
+int  tome_kv_list_page(tome_db *db, const char *primary_ns, const char *secondary_ns,
+                       const char *page_token, size_t page_size,
+                       char ***keys_out, size_t *count_out, char **next_token_out);
+
+/* Writes the slot-TOME_KV_SLOT key bytes of (primary_ns, secondary_ns, key)
+ * (see "Where a namespaced key lives") into buf, which holds cap bytes
+ * (TOME_KV_KEY_MAX always suffices), and their count into *len_out. No NUL
+ * is added. TOME_INVALID: a bad name or NULL; TOME_TOOBIG: cap too small.
+ * Thread-safe, touches no store. */
+int  tome_kv_key_bytes(const char *primary_ns, const char *secondary_ns, const char *key,
+                       void *buf, size_t cap, size_t *len_out);
+
+/* Migration from and to LDK's FilesystemStore. */
+typedef struct tome_kv_fs_stats {
+    uint64_t keys;     /* keys imported or exported */
+    uint64_t bytes;    /* value bytes imported or exported */
+    uint64_t skipped;  /* import: files skipped (*.tmp, *.trash, names
+                          outside the alphabet, entries too deep) */
+} tome_kv_fs_stats;
+
+#define TOME_KV_FS_V2 0x1u  /* export: FilesystemStoreV2 layout */
+
+/* Imports the FilesystemStore directory `dir` into the store. Both layouts
+ * are read, also mixed: v1 (dir/key, dir/primary/key,
+ * dir/primary/secondary/key) and v2 (dir/primary/secondary/key with the
+ * directory name "[empty]" for an empty namespace). Files whose names end in
+ * ".tmp" or ".trash" (left by a crash of FilesystemStore) and names outside
+ * the alphabet are skipped and counted. Keys are written in the order of the
+ * files' modification times (oldest first; equal times by name), so the
+ * creation order, and with it tome_kv_list_page, follows the mtimes as
+ * FilesystemStoreV2 does. Existing keys are overwritten (keeping their
+ * place); other keys are kept. The import commits in batches without
+ * waiting for the disk and syncs once at the end: on TOME_OK everything is
+ * durable; on failure a prefix may be imported, and running the import
+ * again completes it. stats may be NULL.
+ * Returns TOME_OK, TOME_NOTFOUND (dir missing), TOME_IO, TOME_TOOBIG (a file
+ * over TOME_MAX_VALUE_LEN), TOME_NOMEM, TOME_INVALID and the codes of
+ * tome_kv_write. Uses the file system directly (not the store's vfs). */
+int  tome_kv_import_fs(tome_db *db, const char *dir, tome_kv_fs_stats *stats);
+
+/* Writes every namespaced key of the store into the directory `dir`
+ * (created if missing) as FilesystemStore does: the v1 layout by default,
+ * the v2 layout ("[empty]" directories) with flags TOME_KV_FS_V2. Each file
+ * is written to "<key>.tmp", fsynced and renamed; every directory touched is
+ * fsynced before the call returns. Each file's mtime is the time its key
+ * was created, moved on by nanoseconds where needed so that the mtimes
+ * strictly follow the creation order: FilesystemStoreV2 (to the
+ * millisecond) and tome_kv_import_fs (exactly) page the keys in the same
+ * order. The export reads one snapshot (the newest commit when it starts)
+ * even while other threads write, one value in memory at a time. Existing
+ * files of other keys are left alone. stats may be NULL.
+ * TOME_INVALID: NULL, unknown flags, or the v1 layout cannot hold the store
+ * (a key with the same name as a namespace beside it, e.g. ("","","a") and
+ * ("a","","k"): use TOME_KV_FS_V2). TOME_CONFLICT: a tome_merge dropped the
+ * snapshot while the export ran (run it again). Also TOME_IO, TOME_NOMEM,
+ * TOME_CORRUPT. Uses the file system directly (not the store's vfs). */
+int  tome_kv_export_fs(tome_db *db, const char *dir, unsigned flags, tome_kv_fs_stats *stats);
+
+/* Several writes and removes as one atomic commit with one sync: after
+ * TOME_OK all of them are durable; after any other code none of them is
+ * visible (after TOME_IO from a failed sync the store, once reopened,
+ * holds all or none of them); a crash during the call leaves all of them
+ * or none. They apply in
+ * order, so a later operation on the same key wins. Keys the call creates
+ * are ordered by their index in ops (a later one is newer).
+ * Every operation is checked first: an unknown op, a bad name or a NULL buf
+ * with len > 0 in any of them gives TOME_INVALID, a len over
+ * TOME_MAX_VALUE_LEN gives TOME_TOOBIG, and nothing is written. ops may be
+ * NULL when count is 0 (TOME_OK, nothing done). Thread-safe. */
 enum { TOME_KV_WRITE = 1, TOME_KV_REMOVE = 2 };
 typedef struct tome_kv_op {
     int op;                                   /* TOME_KV_WRITE or TOME_KV_REMOVE */
