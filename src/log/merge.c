@@ -86,6 +86,21 @@ static uint32_t keep_from(local *L, const tome_ver *v, uint32_t n, uint64_t H) {
     return b;
 }
 
+/*
+ * How many of a key's oldest versions this merge drops: exactly the first
+ * b = keep_from(...) of them, or none at all when the oldest is pinned by a
+ * transaction that was open when the merge began (seq <= M). Dropping only
+ * a prefix of the list, and exactly the prefix the visibility filter hides,
+ * keeps the filter's answer the same on what is left, for this horizon and
+ * every later one; and a crash between two groups of the same merge leaves
+ * a shorter prefix dropped, which the filter hides all the same.
+ */
+static uint32_t merge_cut(mstate *st, const tome_ver *v, uint32_t n) {
+    uint32_t b = keep_from(st->L, v, n, st->H);
+    if (b > 0 && v[0].seq <= st->M) return 0;
+    return b;
+}
+
 /* Calls fn on every entry, CHUNK at a time under the read lock. */
 typedef int (*visit_fn)(mstate *st, tome_entry *e);
 
@@ -136,11 +151,11 @@ static int visit_all(mstate *st, visit_fn fn) {
 static int plan_visit(mstate *st, tome_entry *e) {
     if (e->nver == 0) return 0;
     const tome_ver *v = tome_entry_vers(e);
-    uint32_t b = keep_from(st->L, v, e->nver, st->H);
+    uint32_t b = merge_cut(st, v, e->nver);
     for (uint32_t i = 0; i < e->nver; i++) {
         long m = mseg_of(st, TOME_LOC_SEG(v[i].loc));
         if (m < 0) continue;
-        if (i >= b || v[i].seq <= st->M) st->ms[m].kept += merged_size(e, &v[i]);
+        if (i >= b) st->ms[m].kept += merged_size(e, &v[i]);
         else st->ms[m].drops = 1;
     }
     return 0;
@@ -208,11 +223,11 @@ static int group_visit(mstate *st, tome_entry *e) {
     local *L = st->L;
     if (e->nver == 0) return 0;
     const tome_ver *v = tome_entry_vers(e);
-    uint32_t b = keep_from(L, v, e->nver, st->H);
+    uint32_t b = merge_cut(st, v, e->nver);
     for (uint32_t i = 0; i < e->nver; i++) {
         long m = mseg_of(st, TOME_LOC_SEG(v[i].loc));
         if (m < 0 || st->ms[m].group != g->group) continue;
-        int keep = i >= b || v[i].seq <= st->M;
+        int keep = i >= b;
         if (!keep) {
             if (push_reloc(&st->drop, &st->ndrop, &st->dropcap, e, v[i].seq, 0)) return TOME_NOMEM;
             continue;
