@@ -514,7 +514,12 @@ int local_merge(tome_backend *b) {
         L->live = nl;
         L->nlive = nn;
         for (size_t k = 0; k < ndead; k++) {
-            dead[k]->dead = 1;
+            /* a group that re-merges one merged segment renamed its output
+             * over the input's name: that name is the new file now */
+            int renamed_over = 0;
+            for (int g = 0; g < ngroups; g++)
+                if (!strcmp(newsegs[g]->name, dead[k]->name)) renamed_over = 1;
+            dead[k]->dead = !renamed_over;
             L->segs[dead[k]->id] = NULL;
         }
         for (int g = 0; g < ngroups; g++) newsegs[g] = NULL; /* now owned by the live list */

@@ -255,7 +255,9 @@ int local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged) {
     if ((rc = nonzero_end(&r, batch, &end)) != 0) goto out;
     if (end > batch) {
         int found = 0;
-        if ((rc = synced_commit_after(&r, batch, end, &found)) != 0) goto out;
+        /* a commit record may end in zero bytes (its synced_upto field) */
+        uint64_t search_end = end + COMMIT_SIZE < r.fsize ? end + COMMIT_SIZE : r.fsize;
+        if ((rc = synced_commit_after(&r, batch, search_end, &found)) != 0) goto out;
         if (found) {
             rc = tome_err(L->base.db, TOME_CORRUPT,
                           "%s: damaged record at offset %llu before later durable commits", s->name,
