@@ -510,7 +510,6 @@ int local_recover(local *L) {
         }
     }
     atomic_store(&L->horizon, horizon);
-    L->last_ts = horizon_ts;
     L->ctab_base = horizon ? horizon : 1;
     if (horizon && (rc = ctab_set(L, horizon, horizon_ts)) != 0) goto fail;
 
@@ -572,6 +571,10 @@ int local_recover(local *L) {
         if (L->vfs->size(s->f, &fsize) == 0) s->cap = fsize;
         atomic_store(&s->synced, s->size);
     }
+    /* Commits merged away leave no record; the horizon's time bounds them.
+     * (Not applied before the scan: log segments a merge left alone hold
+     * commits older than the horizon.) */
+    if (horizon_ts > L->last_ts) L->last_ts = horizon_ts;
     /* sizes of live segments the index file covered */
     for (size_t i = 0; i < from_live && i < L->nlive; i++) {
         uint64_t fsize = 0;
