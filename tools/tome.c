@@ -610,7 +610,7 @@ static int body_get_asof(struct ctx *c, tome_txn *txn, void *data) {
     for (size_t i = 0; i < n; i++)
         if (v[i].committed && v[i].seq <= d->seq) best = &v[i];
     if (!best)
-        return say(CLI_NOTFOUND, "get --seq %" PRIu64 " %s%s: %s (the store keeps no version that old)",
+        return say(CLI_NOTFOUND, "get --seq %" PRIu64 " %s%s: %s (no version at or before that commit is held)",
                    d->seq, show(kb, d->key.p, d->key.n), slot_note(sb, d->slot),
                    tome_strerror(TOME_NOTFOUND));
     if (best->removed)
