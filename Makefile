@@ -37,6 +37,8 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(sort $(wildcard tests/common/*.c))
 
 .PHONY: all test valgrind clean bench stress fuzz
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 all: $(BUILD)/libtome.a $(BUILD)/libtome.so $(BUILD)/tome
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*/*.h) include/tome.h
@@ -57,6 +59,14 @@ $(BUILD)/tome: $(TOOL_SRC) $(BUILD)/libtome.a
 $(BUILD)/tests/%: tests/%.c $(TEST_COMMON) tests/tt.h $(BUILD)/libtome.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -o $@ $< $(TEST_COMMON) $(BUILD)/libtome.a $(LDFLAGS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libtome.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libtome.a $(LDFLAGS)
+
+# The benchmarks (timing figures live here, never in tests).
+bench: all $(BENCH_BIN)
+	$(BUILD)/bench/core_bench
 
 test: all $(TEST_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
