@@ -1048,6 +1048,10 @@ static int sync_parent(local *L, const char *path) {
     return e ? io_err(L, e, "sync directory of", path) : 0;
 }
 
+static _Atomic(tome_vfs *) g_test_vfs;
+
+void tome_local_test_vfs(tome_vfs *vfs) { atomic_store(&g_test_vfs, vfs); }
+
 int tome_local_open(tome_db *db, const char *path, const tome_options *o, tome_backend **out) {
     return local_open_ex(db, path, o, 0, out);
 }
@@ -1088,7 +1092,8 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
             goto fail;
         }
     } else {
-        L->vfs = tome_vfs_posix();
+        tome_vfs *tv = atomic_load(&g_test_vfs);
+        L->vfs = tv ? tv : tome_vfs_posix();
         L->dir = tome_strndup(path, strlen(path));
         if (!L->dir) {
             rc = tome_err(db, TOME_NOMEM, "out of memory");

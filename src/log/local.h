@@ -161,6 +161,11 @@ typedef struct local {
 
 int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_index, tome_backend **out);
 
+/* Tests: makes every later open of a path (not ":memory:") use `vfs`
+ * instead of the POSIX one (fault injection, simulated power loss). NULL
+ * restores the POSIX vfs. The caller keeps ownership of vfs. */
+void tome_local_test_vfs(tome_vfs *vfs);
+
 /* engine.c */
 int   local_rotate(local *L);   /* under commit_mu: seal the active segment */
 seg  *seg_new(local *L);
