@@ -13,10 +13,10 @@
  * DIR (default $TMPDIR or /tmp) must be on the disk to measure; REPS
  * (default 3) repetitions. Each repetition runs every (threads, engine)
  * pair on a fresh directory, alternating which engine goes first; each run
- * has two phases: "create" (every key written once: new files / new keys)
- * and "update" (every key written twice more: what a node does to its
- * monitors). Threads write disjoint keys (LDK serialises writes per key).
- * A third phase, "apply20", writes the keys in groups of 20 (the 20
+ * has three phases: "create" (every key written once: new files / new
+ * keys), "update" (every key written twice more: what a node does to its
+ * monitors; threads write disjoint keys, as LDK serialises writes per key)
+ * and "apply20", which writes the keys in groups of 20 (the 20
  * monitors of rust-lightning issue 4457): one tome_kv_apply per group
  * against 20 separate FilesystemStore writes. The table gives the median
  * ops/s (key writes per second) over the repetitions, and tome/fs.
