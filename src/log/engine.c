@@ -560,6 +560,7 @@ static int wait_durable(local *L, uint64_t seq) {
         pthread_mutex_unlock(&L->commit_mu);
 
         int e = L->memory ? 0 : L->vfs->sync(s->f, 1);
+        TOME_KILLPOINT("commit.synced");
         if (!e) atomic_max(&s->synced, off);
 
         pthread_mutex_lock(&L->sync_mu);
@@ -615,9 +616,11 @@ int local_rotate(local *L) {
     atomic_max(&L->visible_seq, L->last_seq);
     pthread_cond_broadcast(&L->sync_cv);
     pthread_mutex_unlock(&L->sync_mu);
+    TOME_KILLPOINT("rotate.sealed");
     seg *s;
     int rc = local_create_log(L, L->next_file, L->last_seq, &s);
     if (rc) return rc;
+    TOME_KILLPOINT("rotate.created");
     pthread_rwlock_wrlock(&L->ix_lock);
     seg **nl = tome_realloc(L->live, (L->nlive + 1) * sizeof *nl);
     if (!nl || (rc = seg_table_add(L, s)) != 0) {
@@ -850,7 +853,9 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
     iov[ni].iov_len = bi - run_start;
     ni++;
     {
+        TOME_KILLPOINT("commit.before_write");
         int e = L->vfs->pwritev(L->act->f, iov, (int)ni, start);
+        TOME_KILLPOINT("commit.written");
         if (e) {
             atomic_store(&L->poisoned, 1);
             rc = io_err(L, e, "write", L->act->name);

@@ -148,9 +148,11 @@ int idxfile_write(local *L) {
         struct iovec iov = {b.p, b.len};
         e = L->vfs->pwritev(f, &iov, 1, 0);
     }
+    TOME_KILLPOINT("index.tmp_written");
     if (!e) e = L->vfs->sync(f, 0);
     if (f) L->vfs->close(f);
     if (!e) e = L->vfs->rename(L->vfs, tmp, fin);
+    TOME_KILLPOINT("index.renamed");
     if (!e) e = L->vfs->sync_dir(L->vfs, L->dir);
     if (e) {
         L->vfs->unlink(L->vfs, tmp);

@@ -311,8 +311,11 @@ static int write_group(mstate *st, int gi, size_t first, size_t last, uint64_t t
         tome_free(g.scratch);
         if (rc) goto fail;
     }
+    TOME_KILLPOINT("merge.group_written");
     e = L->memory ? 0 : L->vfs->sync(s->f, 0);
+    TOME_KILLPOINT("merge.group_synced");
     if (!e) e = L->vfs->rename(L->vfs, tmp, fin);
+    TOME_KILLPOINT("merge.group_renamed");
     if (e) {
         rc = tome_err(L->base.db, TOME_IO, "finish %s: %s", s->name, strerror(-e));
         goto fail;
@@ -461,6 +464,7 @@ int local_merge(tome_backend *b) {
         }
     }
 
+    TOME_KILLPOINT("merge.before_switch");
     /* 4. switch */
     pthread_mutex_lock(&L->commit_mu);
     pthread_rwlock_wrlock(&L->ix_lock);
@@ -530,7 +534,9 @@ int local_merge(tome_backend *b) {
     }
     pthread_rwlock_unlock(&L->ix_lock);
     pthread_mutex_unlock(&L->commit_mu);
+    TOME_KILLPOINT("merge.switched");
     for (size_t k = 0; k < ndead; k++) seg_unref(L, dead[k]);
+    TOME_KILLPOINT("merge.unlinked");
     tome_free(dead);
     if (rc) goto out;
     if (!L->memory) L->vfs->sync_dir(L->vfs, L->dir);

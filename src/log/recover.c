@@ -269,6 +269,7 @@ int local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged) {
         L->torn_off = batch;
         snprintf(L->torn_seg, sizeof L->torn_seg, "%s", s->name);
         if (!L->read_only) {
+            TOME_KILLPOINT("recover.before_cut");
             if ((rc = zero_range(L, s, batch, end)) != 0) goto out;
         }
     }

@@ -65,4 +65,13 @@ static inline uint64_t tome_get64(const uint8_t *p) {
 
 uint64_t tome_hash(const void *data, size_t n, uint64_t seed);
 
+/* ---- crash points for tests (see killpoint.c) ---- */
+
+#ifdef TOME_KILLPOINTS
+void tome_killpoint(const char *name);
+#define TOME_KILLPOINT(name) tome_killpoint(name)
+#else
+#define TOME_KILLPOINT(name) ((void)0)
+#endif
+
 #endif /* TOME_UTIL_H */
