@@ -413,10 +413,12 @@ static int l_read(tome_backend *b, const tome_bver *v, uint8_t slot, const void 
     local *L = (local *)b;
     if (v->flags & TOME_BVER_REMOVED) return TOME_NOTFOUND;
     pthread_rwlock_rdlock(&L->ix_lock);
-    /* the location may have moved (merge): look it up again by seq */
     uint64_t loc = v->loc;
     uint32_t flags = v->flags;
-    tome_entry *e = tome_index_find(L->ix, slot, key, klen);
+    uint32_t id0 = TOME_LOC_SEG(loc);
+    /* A merge may have moved the version since it was looked up: if its
+     * segment has left the table, find its new place by seq. */
+    tome_entry *e = id0 < L->nsegs_cap && L->segs[id0] ? NULL : tome_index_find(L->ix, slot, key, klen);
     if (e) {
         const tome_ver *vv = tome_entry_vers(e);
         for (uint32_t i = 0; i < e->nver; i++)
@@ -675,6 +677,7 @@ static void rc_prune(local *L) {
 }
 
 #define BIG_VALUE 65536
+
 
 static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, size_t n,
                     const tome_rset *rs, unsigned flags, uint64_t *seq_out, uint64_t *ts_out) {
