@@ -36,7 +36,7 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(sort $(wildcard tests/common/*.c))
 
-.PHONY: all test valgrind clean bench stress fuzz
+.PHONY: all test valgrind clean bench bench-kv stress fuzz
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 all: $(BUILD)/libtome.a $(BUILD)/libtome.so $(BUILD)/tome
@@ -67,6 +67,11 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libtome.a
 # The benchmarks (timing figures live here, never in tests).
 bench: all $(BENCH_BIN)
 	$(BUILD)/bench/core_bench
+	$(BUILD)/bench/kv_bench
+
+# The Lightning-like workload alone: tome_kv_write against a FilesystemStore-like store.
+bench-kv: all $(BUILD)/bench/kv_bench
+	$(BUILD)/bench/kv_bench
 
 test: all $(TEST_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
