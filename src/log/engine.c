@@ -103,6 +103,43 @@ void entry_drop_flags(tome_entry *e) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* the index pair: the ordered tree for iteration, the hash for lookups     */
+/* ---------------------------------------------------------------------- */
+
+tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen) {
+    if (klen > TOME_MAX_KEY_LEN) return NULL;
+    return L->kh ? tome_keyhash_find(L->kh, slot, key, klen) : tome_index_find(L->ix, slot, key, klen);
+}
+
+int ix_insert(local *L, tome_entry *e) {
+    if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
+    if (tome_index_insert(L->ix, e) != 0) return TOME_NOMEM;
+    if (L->kh) tome_keyhash_insert(L->kh, e); /* room reserved: cannot fail */
+    return 0;
+}
+
+int ix_append(local *L, tome_entry *e) {
+    if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
+    if (tome_index_append(L->ix, e) != 0) return TOME_NOMEM;
+    if (L->kh) tome_keyhash_insert(L->kh, e);
+    return 0;
+}
+
+void ix_remove(local *L, tome_entry *e) {
+    tome_index_remove(L->ix, e);
+    if (L->kh) tome_keyhash_remove(L->kh, e);
+}
+
+int ix_reset(local *L) {
+    if (L->ix) tome_index_free(L->ix, entry_free, NULL);
+    tome_keyhash_free(L->kh);
+    L->ix = tome_index_new();
+    L->kh = tome_keyhash_new();
+    L->nversions = 0;
+    return L->ix && L->kh ? 0 : TOME_NOMEM;
+}
+
+/* ---------------------------------------------------------------------- */
 /* visibility                                                              */
 /* ---------------------------------------------------------------------- */
 
@@ -187,6 +224,15 @@ void seg_unref(local *L, seg *s) {
 /* Gives s an in-memory id and enters it in the id table. Caller holds
  * ix_lock for writing (or is alone, during open). */
 int seg_table_add(local *L, seg *s) {
+    int rc = seg_table_reserve(L);
+    if (rc) return rc;
+    s->id = L->next_id++;
+    L->segs[s->id] = s;
+    return 0;
+}
+
+/* Makes room for one more id without allocating later. */
+int seg_table_reserve(local *L) {
     if (L->next_id >= (1u << 24)) return tome_err(L->base.db, TOME_IO, "too many segments opened");
     if (L->next_id >= L->nsegs_cap) {
         uint32_t nc = L->nsegs_cap ? L->nsegs_cap * 2 : 64;
@@ -196,8 +242,6 @@ int seg_table_add(local *L, seg *s) {
         L->segs = t;
         L->nsegs_cap = nc;
     }
-    s->id = L->next_id++;
-    L->segs[s->id] = s;
     return 0;
 }
 
@@ -376,7 +420,7 @@ static int l_versions(tome_backend *b, const tome_snap *s, uint8_t slot, const v
     *out = NULL;
     *n = 0;
     pthread_rwlock_rdlock(&L->ix_lock);
-    tome_entry *e = tome_index_find(L->ix, slot, key, klen);
+    tome_entry *e = ix_find(L, slot, key, klen);
     if (!e || e->nver == 0) {
         pthread_rwlock_unlock(&L->ix_lock);
         return 0;
@@ -418,7 +462,7 @@ static int l_read(tome_backend *b, const tome_bver *v, uint8_t slot, const void 
     uint32_t id0 = TOME_LOC_SEG(loc);
     /* A merge may have moved the version since it was looked up: if its
      * segment has left the table, find its new place by seq. */
-    tome_entry *e = id0 < L->nsegs_cap && L->segs[id0] ? NULL : tome_index_find(L->ix, slot, key, klen);
+    tome_entry *e = id0 < L->nsegs_cap && L->segs[id0] ? NULL : ix_find(L, slot, key, klen);
     if (e) {
         const tome_ver *vv = tome_entry_vers(e);
         for (uint32_t i = 0; i < e->nver; i++)
@@ -619,20 +663,20 @@ int local_rotate(local *L) {
     pthread_cond_broadcast(&L->sync_cv);
     pthread_mutex_unlock(&L->sync_mu);
     TOME_KILLPOINT("rotate.sealed");
+    /* memory first: once the file exists, nothing may fail */
+    pthread_rwlock_wrlock(&L->ix_lock);
+    seg **nl = tome_realloc(L->live, (L->nlive + 1) * sizeof *nl);
+    if (nl) L->live = nl;
+    int rc = nl ? seg_table_reserve(L) : TOME_NOMEM;
+    pthread_rwlock_unlock(&L->ix_lock);
+    if (rc) return tome_err(L->base.db, rc, "out of memory rolling the log over");
     seg *s;
-    int rc = local_create_log(L, L->next_file, L->last_seq, &s);
+    rc = local_create_log(L, L->next_file, L->last_seq, &s);
+    if (rc == TOME_IO) atomic_store(&L->poisoned, 1);
     if (rc) return rc;
     TOME_KILLPOINT("rotate.created");
     pthread_rwlock_wrlock(&L->ix_lock);
-    seg **nl = tome_realloc(L->live, (L->nlive + 1) * sizeof *nl);
-    if (!nl || (rc = seg_table_add(L, s)) != 0) {
-        if (nl) L->live = nl;
-        pthread_rwlock_unlock(&L->ix_lock);
-        L->vfs->close(s->f);
-        tome_free(s);
-        return rc ? rc : TOME_NOMEM;
-    }
-    L->live = nl;
+    seg_table_add(L, s); /* room reserved above */
     L->live[L->nlive++] = s;
     pthread_rwlock_unlock(&L->ix_lock);
     L->next_file++;
@@ -787,10 +831,10 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
     /* reserve index memory */
     pthread_rwlock_wrlock(&L->ix_lock);
     for (size_t i = 0; i < n; i++) {
-        tome_entry *e = tome_index_find(L->ix, ops[i].slot, ops[i].key, ops[i].klen);
+        tome_entry *e = ix_find(L, ops[i].slot, ops[i].key, ops[i].klen);
         if (!e) {
             e = entry_new(ops[i].slot, ops[i].key, ops[i].klen);
-            if (!e || tome_index_insert(L->ix, e) != 0) {
+            if (!e || ix_insert(L, e) != 0) {
                 entry_free(e, NULL);
                 rc = TOME_NOMEM;
             } else {
@@ -802,7 +846,7 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
         if (rc) {
             for (size_t j = 0; j < i; j++) {
                 if (isnew[j]) {
-                    tome_index_remove(L->ix, ents[j]);
+                    ix_remove(L, ents[j]);
                     entry_free(ents[j], NULL);
                 } else {
                     entry_drop_flags(ents[j]);
@@ -921,7 +965,7 @@ out_undo:
     for (size_t j = 0; j < n; j++) {
         if (!ents[j]) continue;
         if (isnew[j]) {
-            tome_index_remove(L->ix, ents[j]);
+            ix_remove(L, ents[j]);
             entry_free(ents[j], NULL);
         } else {
             entry_drop_flags(ents[j]);
@@ -989,6 +1033,7 @@ static uint64_t l_now(tome_backend *b) {
 
 static void local_free(local *L) {
     if (L->ix) tome_index_free(L->ix, entry_free, NULL);
+    tome_keyhash_free(L->kh);
     for (size_t i = 0; i < L->nlive; i++) {
         seg *s = L->live[i];
         if (s->f) L->vfs->close(s->f);
@@ -1152,7 +1197,8 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
         }
     }
     L->ix = tome_index_new();
-    if (!L->ix) {
+    L->kh = tome_keyhash_new();
+    if (!L->ix || !L->kh) {
         rc = tome_err(db, TOME_NOMEM, "out of memory");
         goto fail;
     }

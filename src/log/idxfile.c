@@ -156,7 +156,13 @@ int idxfile_write(local *L) {
     if (!e) e = L->vfs->sync_dir(L->vfs, L->dir);
     if (e) {
         L->vfs->unlink(L->vfs, tmp);
-        rc = tome_err(L->base.db, TOME_IO, "write index file: %s", strerror(-e));
+        if (e == -ENOMEM) {
+            /* nothing was trusted: the old index file (or none) stays */
+            rc = tome_err(L->base.db, TOME_NOMEM, "write index file: out of memory");
+        } else {
+            atomic_store(&L->poisoned, 1); /* never trust a failed write or sync */
+            rc = tome_err(L->base.db, TOME_IO, "write index file: %s", strerror(-e));
+        }
     }
     tome_free(tmp);
     tome_free(fin);
@@ -169,9 +175,7 @@ out:
 /* ---- loading ---- */
 
 static void reset_index(local *L) {
-    tome_index_free(L->ix, entry_free, NULL);
-    L->ix = tome_index_new();
-    L->nversions = 0;
+    ix_reset(L);
     L->ctab_n = 0;
 }
 
@@ -276,7 +280,7 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
             v.loc = TOME_LOC(L->live[pos]->id, off);
             entry_push(en, &v);
         }
-        if (tome_index_append(L->ix, en) != 0) {
+        if (ix_append(L, en) != 0) {
             entry_free(en, NULL);
             goto nomem;
         }
@@ -299,10 +303,10 @@ nomem:
     reset_index(L);
     L->vfs->close(f);
     tome_free(p);
-    return L->ix ? TOME_NOMEM : TOME_NOMEM;
+    return TOME_NOMEM;
 bad:
     reset_index(L);
-    if (!L->ix) {
+    if (!L->ix || !L->kh) {
         L->vfs->close(f);
         tome_free(p);
         return TOME_NOMEM;

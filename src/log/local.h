@@ -17,6 +17,7 @@
 
 #include "../api/backend.h"
 #include "../index/index.h"
+#include "../index/keyhash.h"
 #include "../os/os.h"
 #include "../util/util.h"
 
@@ -119,6 +120,7 @@ typedef struct local {
     /* index and segment table: ix_lock */
     pthread_rwlock_t ix_lock;
     tome_index *ix;
+    tome_keyhash *kh;      /* point lookups; NULL: the tree alone */
     seg      **segs;       /* by in-memory id; NULL when gone */
     uint32_t   nsegs_cap;
     uint32_t   next_id;
@@ -166,11 +168,19 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
  * restores the POSIX vfs. The caller keeps ownership of vfs. */
 void tome_local_test_vfs(tome_vfs *vfs);
 
+/* engine.c: the index pair (ordered tree + key hash), under ix_lock */
+tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen);
+int   ix_insert(local *L, tome_entry *e);   /* 0 or TOME_NOMEM (unchanged) */
+int   ix_append(local *L, tome_entry *e);   /* sorted bulk load */
+void  ix_remove(local *L, tome_entry *e);   /* does not free e */
+int   ix_reset(local *L);                   /* frees every entry; empty index */
+
 /* engine.c */
 int   local_rotate(local *L);   /* under commit_mu: seal the active segment */
 seg  *seg_new(local *L);
 void  seg_unref(local *L, seg *s);
 int   seg_table_add(local *L, seg *s);   /* under ix_lock (write) or before use */
+int   seg_table_reserve(local *L);       /* room for one more id */
 void  seg_name(char *out, size_t n, int merged, uint64_t lo, uint64_t hi);
 int   local_path(local *L, const char *name, char **out);
 int   local_create_log(local *L, uint64_t fileno, uint64_t base_seq, seg **out);

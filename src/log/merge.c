@@ -178,7 +178,7 @@ static int gw_flush(gwriter *g) {
     if (!g->buf.len) return 0;
     struct iovec iov = {g->buf.p, g->buf.len};
     int e = g->st->L->vfs->pwritev(g->out->f, &iov, 1, g->off);
-    if (e) return tome_err(g->st->L->base.db, TOME_IO, "write %s: %s", g->out->name, strerror(-e));
+    if (e) return tome_err(g->st->L->base.db, e == -ENOMEM ? TOME_NOMEM : TOME_IO, "write %s: %s", g->out->name, strerror(-e));
     g->off += g->buf.len;
     g->buf.len = 0;
     return 0;
@@ -287,7 +287,7 @@ static int write_group(mstate *st, int gi, size_t first, size_t last, uint64_t t
     int e = L->vfs->open(L->vfs, tmp, TOME_VFS_WRITE | TOME_VFS_CREATE, &s->f);
     if (!e) e = L->vfs->truncate(s->f, 0);
     if (e) {
-        rc = tome_err(L->base.db, TOME_IO, "create %s: %s", tmpname, strerror(-e));
+        rc = tome_err(L->base.db, e == -ENOMEM ? TOME_NOMEM : TOME_IO, "create %s: %s", tmpname, strerror(-e));
         goto fail;
     }
     /* the id is needed for locations; enter it in the table now (it is not
@@ -317,7 +317,7 @@ static int write_group(mstate *st, int gi, size_t first, size_t last, uint64_t t
     if (!e) e = L->vfs->rename(L->vfs, tmp, fin);
     TOME_KILLPOINT("merge.group_renamed");
     if (e) {
-        rc = tome_err(L->base.db, TOME_IO, "finish %s: %s", s->name, strerror(-e));
+        rc = tome_err(L->base.db, e == -ENOMEM ? TOME_NOMEM : TOME_IO, "finish %s: %s", s->name, strerror(-e));
         goto fail;
     }
     tome_free(tmp);
@@ -459,14 +459,25 @@ int local_merge(tome_backend *b) {
     if (!L->memory) {
         int e = L->vfs->sync_dir(L->vfs, L->dir);
         if (e) {
-            rc = tome_err(b->db, TOME_IO, "sync %s: %s", L->dir, strerror(-e));
+            rc = tome_err(b->db, e == -ENOMEM ? TOME_NOMEM : TOME_IO, "sync %s: %s", L->dir, strerror(-e));
             goto out;
         }
     }
 
     TOME_KILLPOINT("merge.before_switch");
-    /* 4. switch */
+    /* 4. switch. Everything it needs is allocated first: once the first
+     * location is changed, nothing may fail. */
     pthread_mutex_lock(&L->commit_mu);
+    seg **nl = tome_malloc((L->nlive ? L->nlive : 1) * sizeof *nl);
+    seg **dead = tome_malloc((st.nms ? st.nms : 1) * sizeof *dead);
+    size_t nn = 0, ndead = 0;
+    if (!nl || !dead) {
+        pthread_mutex_unlock(&L->commit_mu);
+        tome_free(nl);
+        tome_free(dead);
+        rc = tome_err(b->db, TOME_NOMEM, "out of memory switching to the merged segments");
+        goto out;
+    }
     pthread_rwlock_wrlock(&L->ix_lock);
     for (size_t k = 0; k < st.nrel; k++) {
         tome_entry *e = st.rel[k].e;
@@ -485,7 +496,7 @@ int local_merge(tome_backend *b) {
     for (size_t k = 0; k < st.ndrop; k++) {
         tome_entry *e = st.drop[k].e;
         if (e && e->nver == 0) {
-            tome_index_remove(L->ix, e);
+            ix_remove(L, e);
             /* later drops of the same entry must not touch it again */
             for (size_t q = k + 1; q < st.ndrop; q++)
                 if (st.drop[q].e == e) st.drop[q].e = NULL;
@@ -493,15 +504,7 @@ int local_merge(tome_backend *b) {
         }
     }
     /* the live list: each group's run replaced by its merged segment */
-    seg **nl = tome_malloc(L->nlive * sizeof *nl);
-    if (!nl) {
-        /* cannot fail half-way: keep the old list array and rebuild in place */
-        rc = TOME_NOMEM;
-    }
-    size_t nn = 0;
-    seg **dead = tome_malloc((st.nms ? st.nms : 1) * sizeof *dead);
-    size_t ndead = 0;
-    if (nl && dead) {
+    {
         int lastg = -1;
         for (size_t k = 0; k < L->nlive; k++) {
             long m = mseg_of(&st, L->live[k]->id);
@@ -527,10 +530,6 @@ int local_merge(tome_backend *b) {
             L->segs[dead[k]->id] = NULL;
         }
         for (int g = 0; g < ngroups; g++) newsegs[g] = NULL; /* now owned by the live list */
-        rc = 0;
-    } else {
-        tome_free(nl);
-        rc = TOME_NOMEM;
     }
     pthread_rwlock_unlock(&L->ix_lock);
     pthread_mutex_unlock(&L->commit_mu);
@@ -538,13 +537,13 @@ int local_merge(tome_backend *b) {
     for (size_t k = 0; k < ndead; k++) seg_unref(L, dead[k]);
     TOME_KILLPOINT("merge.unlinked");
     tome_free(dead);
-    if (rc) goto out;
     if (!L->memory) L->vfs->sync_dir(L->vfs, L->dir);
 
 index:
     /* 5. a fresh index file (it also records the horizon) */
     rc = idxfile_write(L);
 out:
+    if (rc == TOME_IO) atomic_store(&L->poisoned, 1); /* never trust a failed write or sync */
     if (newsegs) {
         for (int g = 0; g < ngroups; g++)
             if (newsegs[g]) {

@@ -90,11 +90,11 @@ static const uint8_t *rd_get(reader *r, uint64_t off, size_t n, int *rc) {
 /* Adds version v to (slot, key), creating the entry. Versions must arrive
  * in increasing seq per key (invariant I3). */
 static int add_version(local *L, uint8_t slot, const uint8_t *key, size_t klen, const tome_ver *v) {
-    tome_entry *e = tome_index_find(L->ix, slot, key, klen);
+    tome_entry *e = ix_find(L, slot, key, klen);
     if (!e) {
         e = entry_new(slot, key, klen);
         if (!e) return TOME_NOMEM;
-        if (tome_index_insert(L->ix, e) != 0) {
+        if (ix_insert(L, e) != 0) {
             entry_free(e, NULL);
             return TOME_NOMEM;
         }
@@ -291,7 +291,13 @@ static int scan_merged(local *L, seg *s) {
     while (off < r.fsize) {
         int grc = 0;
         const uint8_t *h = rd_get(&r, off, REC_HDR_SIZE + REC_MERGED_EXTRA, &grc);
-        if (!h) goto bad;
+        if (!h) {
+            if (grc != TOME_NOTFOUND) {
+                rc = grc;
+                goto out;
+            }
+            goto bad;
+        }
         int type = h[4];
         uint32_t klen = tome_get32(h + 8), vlen = tome_get32(h + 12);
         if ((type != REC_MPUT && type != REC_MDEL) || klen > TOME_MAX_KEY_LEN ||

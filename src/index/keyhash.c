@@ -1,0 +1,139 @@
+/*
+ * keyhash.c -- a hash table from (slot, key) to index entries, beside the
+ * ordered B+tree, so that point lookups cost one probe instead of a tree
+ * descent.
+ *
+ * How it works: open addressing with linear probing over a power-of-two
+ * array of 8-byte cells. A cell holds the entry pointer in its low 48 bits
+ * and a 16-bit tag (the top bits of the key's hash) in its high bits, so a
+ * probe that meets another key is rejected without touching that entry's
+ * memory. The table grows (doubling, with a full rehash) past 3/4 full;
+ * removal uses backward-shift deletion, so there are no tombstones.
+ *
+ * What if a pointer does not fit in 48 bits? On x86-64 and AArch64 user
+ * space addresses do; kh_new refuses to work (returns NULL) on a platform
+ * where a test allocation has high bits set, and the engine then falls back
+ * to the tree alone.
+ *
+ * Locking is the caller's (the engine's index rwlock): lookups may run
+ * concurrently with each other, changes need exclusive access.
+ */
+#include <string.h>
+
+#include "../os/os.h"
+#include "../util/util.h"
+#include "index.h"
+#include "keyhash.h"
+
+#define PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+struct tome_keyhash {
+    uint64_t *cells;
+    size_t cap;     /* power of two */
+    size_t n;
+};
+
+static uint64_t key_hash(uint8_t slot, const void *key, size_t klen) {
+    return tome_hash(key, klen, 0x51ED270B27F3A1C5ull + slot);
+}
+
+static uint64_t tag_of(uint64_t h) { return h & ~PTR_MASK; }
+
+tome_keyhash *tome_keyhash_new(void) {
+    tome_keyhash *kh = tome_calloc(1, sizeof *kh);
+    if (!kh) return NULL;
+    if ((uint64_t)(uintptr_t)kh & ~PTR_MASK) {
+        tome_free(kh);
+        return NULL;
+    }
+    kh->cap = 1024;
+    kh->cells = tome_calloc(kh->cap, sizeof *kh->cells);
+    if (!kh->cells) {
+        tome_free(kh);
+        return NULL;
+    }
+    return kh;
+}
+
+void tome_keyhash_free(tome_keyhash *kh) {
+    if (!kh) return;
+    tome_free(kh->cells);
+    tome_free(kh);
+}
+
+size_t tome_keyhash_memory(const tome_keyhash *kh) { return kh ? kh->cap * sizeof(uint64_t) : 0; }
+
+tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *key, size_t klen) {
+    uint64_t h = key_hash(slot, key, klen), tag = tag_of(h);
+    size_t mask = kh->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        uint64_t c = kh->cells[i];
+        if (!c) return NULL;
+        if ((c & ~PTR_MASK) != tag) continue;
+        tome_entry *e = (tome_entry *)(uintptr_t)(c & PTR_MASK);
+        if (e->slot == slot && e->klen == klen && (!klen || !memcmp(e->key, key, klen))) return e;
+    }
+}
+
+static void place(uint64_t *cells, size_t cap, tome_entry *e) {
+    uint64_t h = key_hash(e->slot, e->key, e->klen);
+    size_t mask = cap - 1, i = (size_t)h & mask;
+    while (cells[i]) i = (i + 1) & mask;
+    cells[i] = tag_of(h) | ((uint64_t)(uintptr_t)e & PTR_MASK);
+}
+
+/* Makes room for one more entry. 0 or TOME_NOMEM (table unchanged). */
+int tome_keyhash_reserve(tome_keyhash *kh, size_t more) {
+    if ((kh->n + more) * 4 <= kh->cap * 3) return 0;
+    size_t nc = kh->cap;
+    while ((kh->n + more) * 4 > nc * 3) nc *= 2;
+    uint64_t *cells = tome_calloc(nc, sizeof *cells);
+    if (!cells) return TOME_NOMEM;
+    for (size_t i = 0; i < kh->cap; i++)
+        if (kh->cells[i]) place(cells, nc, (tome_entry *)(uintptr_t)(kh->cells[i] & PTR_MASK));
+    tome_free(kh->cells);
+    kh->cells = cells;
+    kh->cap = nc;
+    return 0;
+}
+
+int tome_keyhash_insert(tome_keyhash *kh, tome_entry *e) {
+    if ((uint64_t)(uintptr_t)e & ~PTR_MASK) return TOME_INVALID;
+    int rc = tome_keyhash_reserve(kh, 1);
+    if (rc) return rc;
+    place(kh->cells, kh->cap, e);
+    kh->n++;
+    return 0;
+}
+
+void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e) {
+    size_t mask = kh->cap - 1;
+    uint64_t h = key_hash(e->slot, e->key, e->klen);
+    size_t i = (size_t)h & mask;
+    for (;; i = (i + 1) & mask) {
+        uint64_t c = kh->cells[i];
+        if (!c) return; /* not present */
+        if ((const tome_entry *)(uintptr_t)(c & PTR_MASK) == e) break;
+    }
+    /* backward-shift deletion */
+    size_t j = i;
+    for (;;) {
+        kh->cells[i] = 0;
+        for (;;) {
+            j = (j + 1) & mask;
+            uint64_t c = kh->cells[j];
+            if (!c) {
+                kh->n--;
+                return;
+            }
+            tome_entry *x = (tome_entry *)(uintptr_t)(c & PTR_MASK);
+            size_t home = (size_t)key_hash(x->slot, x->key, x->klen) & mask;
+            /* can x move to i? only if i lies cyclically in [home, j) */
+            if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+                kh->cells[i] = c;
+                i = j;
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/*
+ * keyhash.h -- a hash table from (slot, key) to index entries, for point
+ * lookups beside the ordered tree (see keyhash.c). The table does not own
+ * the entries. The caller locks.
+ */
+#ifndef TOME_KEYHASH_H
+#define TOME_KEYHASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index.h"
+
+typedef struct tome_keyhash tome_keyhash;
+
+/* NULL when out of memory (or on a platform where pointers need more than
+ * 48 bits; the caller then does without). */
+tome_keyhash *tome_keyhash_new(void);
+void tome_keyhash_free(tome_keyhash *kh);
+size_t tome_keyhash_memory(const tome_keyhash *kh);
+tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *key, size_t klen);
+/* Room for `more` inserts without allocating. 0 or TOME_NOMEM. */
+int tome_keyhash_reserve(tome_keyhash *kh, size_t more);
+/* Adds e (not present yet). 0 or TOME_NOMEM (unchanged). */
+int tome_keyhash_insert(tome_keyhash *kh, tome_entry *e);
+/* Removes e if present. Never fails. */
+void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e);
+
+#endif
