@@ -150,6 +150,7 @@ typedef struct local {
     snap_reg  reg;         /* list head */
     size_t    nreg;
     _Atomic uint64_t horizon;
+    uint64_t  disk_horizon;  /* the largest horizon in a live merged header (merge_mu) */
 
     pthread_mutex_t merge_mu;
 

@@ -439,6 +439,14 @@ int local_merge(tome_backend *b) {
         ngroups++;
         i = j;
     }
+    /* The horizon is recorded in merged segment headers. A merge that
+     * drops nothing but moves the horizon rewrites the newest sealed
+     * segment, so that the horizon survives a reopen without the index
+     * file (what snapshots see depends on it). */
+    if (ngroups == 0 && st.H > L->disk_horizon && st.nms > 0) {
+        st.ms[st.nms - 1].group = 0;
+        ngroups = 1;
+    }
     if (ngroups == 0) goto index;
 
     /* 3. write the groups */
@@ -534,6 +542,7 @@ int local_merge(tome_backend *b) {
     pthread_rwlock_unlock(&L->ix_lock);
     pthread_mutex_unlock(&L->commit_mu);
     TOME_KILLPOINT("merge.switched");
+    L->disk_horizon = st.H;
     for (size_t k = 0; k < ndead; k++) seg_unref(L, dead[k]);
     TOME_KILLPOINT("merge.unlinked");
     tome_free(dead);

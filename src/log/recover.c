@@ -517,6 +517,7 @@ int local_recover(local *L) {
         }
     }
     atomic_store(&L->horizon, horizon);
+    L->disk_horizon = horizon;
     L->ctab_base = horizon ? horizon : 1;
     if (horizon && (rc = ctab_set(L, horizon, horizon_ts)) != 0) goto fail;
 

@@ -90,11 +90,17 @@ typedef struct tkey {
     uint8_t key[];
 } tkey;
 
+/* A pending write as it was when an iteration opened. */
+typedef struct pwrite {
+    const tkey *k;
+    int removed;
+} pwrite;
+
 struct tome_iter {
     tome_txn *txn;
     struct tome_iter *next;
     tome_bcursor *bc;
-    tkey **pw;              /* pending writes in the prefix, sorted */
+    pwrite *pw;             /* pending writes in the prefix when opened, sorted */
     size_t npw, ipw;
     const uint8_t *bk;      /* current backend key, or NULL */
     size_t bklen;
@@ -463,8 +469,8 @@ static int bytes_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
     return an < bn ? -1 : an > bn;
 }
 
-static int tk_sort_cmp(const void *x, const void *y) {
-    const tkey *a = *(tkey *const *)x, *b = *(tkey *const *)y;
+static int pw_sort_cmp(const void *x, const void *y) {
+    const tkey *a = ((const pwrite *)x)->k, *b = ((const pwrite *)y)->k;
     return bytes_cmp(a->key, a->klen, b->key, b->klen);
 }
 
@@ -509,10 +515,13 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
         for (size_t i = 0; i < txn->cap; i++) {
             tkey *k = txn->tab[i];
             if (k && (k->flags & TK_WRITTEN) && k->slot == slot && k->klen >= prefix_len &&
-                (!prefix_len || !memcmp(k->key, pc, prefix_len)))
-                it->pw[it->npw++] = k;
+                (!prefix_len || !memcmp(k->key, pc, prefix_len))) {
+                it->pw[it->npw].k = k;
+                it->pw[it->npw].removed = (k->flags & TK_REMOVED) != 0;
+                it->npw++;
+            }
         }
-        qsort(it->pw, it->npw, sizeof *it->pw, tk_sort_cmp);
+        qsort(it->pw, it->npw, sizeof *it->pw, pw_sort_cmp);
     }
     tome_backend *b = txn->db->b;
     int rc = b->ops->cursor_open(b, &txn->snap, slot, pc, prefix_len, &it->bc);
@@ -551,7 +560,8 @@ int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
         if ((rc = bc_advance(it)) != 0) return rc;
     }
     for (;;) {
-        tkey *p = it->ipw < it->npw ? it->pw[it->ipw] : NULL;
+        const pwrite *pwr = it->ipw < it->npw ? &it->pw[it->ipw] : NULL;
+        const tkey *p = pwr ? pwr->k : NULL;
         if (!p && it->bdone) return TOME_NOTFOUND;
         const uint8_t *k;
         size_t kl;
@@ -559,7 +569,7 @@ int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
         if (c <= 0) { /* the pending write decides */
             it->ipw++;
             if (c == 0 && (rc = bc_advance(it)) != 0) return rc;
-            if (p->flags & TK_REMOVED) continue;
+            if (pwr->removed) continue;
             k = p->key;
             kl = p->klen;
         } else {
