@@ -334,6 +334,10 @@ int tome_check(const char *path, char **report);
 /* The newest commit sequence number on this handle (0 for an empty store). */
 int tome_last_seq(tome_db *db, uint64_t *seq_out);
 
+/* 1 if the handle was opened read-only (every write gives TOME_READONLY),
+ * 0 if not, TOME_INVALID for NULL. Thread-safe. */
+int tome_is_read_only(tome_db *db);
+
 /* ------------------------------------------------------------------------ */
 /* The namespaced store (the LDK KVStore contract)                           */
 /* ------------------------------------------------------------------------ */

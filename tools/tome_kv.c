@@ -227,7 +227,6 @@ int cli_kv(tome_db *db, int argc, char **argv, FILE *out, FILE *err) {
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(db, argc - 1, argv + 1, out, err);
-    fprintf(err, "tome: kv: unknown subcommand '%s'\n", argv[1]);
-    cli_kv_usage(err);
+    fprintf(err, "tome: kv: unknown subcommand '%s' (tome --help lists them)\n", argv[1]);
     return 2;
 }

@@ -79,6 +79,11 @@ int tome_last_seq(tome_db *db, uint64_t *seq_out) {
     return 0;
 }
 
+int tome_is_read_only(tome_db *db) {
+    if (!db) return TOME_INVALID;
+    return db->read_only ? 1 : 0;
+}
+
 int tome_check(const char *path, char **report) {
     if (report) *report = NULL;
     if (!path) return TOME_INVALID;

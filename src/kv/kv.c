@@ -262,6 +262,7 @@ static int kv_sync(tome_db *db) {
  * still makes earlier commits durable (a non-lazy remove of a key that a
  * lazy remove already took away must be durable on return). */
 static int kv_run(tome_db *db, kv_body_fn body, void *arg, unsigned flags, int sync_if_idle) {
+    if (tome_is_read_only(db) == 1) return tome_err(db, TOME_READONLY, "kv: the store is open read-only");
     for (unsigned attempt = 0;; attempt++) {
         tome_txn *t = NULL;
         int rc = tome_begin(db, &t);

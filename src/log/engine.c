@@ -1172,18 +1172,29 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
         } else if (kind != TOME_VFS_DIR) {
             rc = tome_err(db, TOME_IO, "%s: not a directory (a tome store is a directory)", path);
             goto fail;
+        } else if (o->must_exist || o->read_only) {
+            /* an existing directory is a store only if it has its lock file
+             * (an unmounted mount point must not become an empty store) */
+            char *lp;
+            if ((rc = local_path(L, "LOCK", &lp)) != 0) goto fail;
+            int lk = 0;
+            e = L->vfs->stat(L->vfs, lp, &lk);
+            tome_free(lp);
+            if (e) {
+                rc = io_err(L, e, "stat lock file in", path);
+                goto fail;
+            }
+            if (lk != TOME_VFS_FILE) {
+                rc = tome_err(db, TOME_NOTFOUND, "%s: no tome store in this directory", path);
+                goto fail;
+            }
         }
     }
     {
         char *lp;
         if ((rc = local_path(L, "LOCK", &lp)) != 0) goto fail;
-        int e = L->vfs->open(L->vfs, lp, L->read_only ? TOME_VFS_READ : (TOME_VFS_WRITE | TOME_VFS_CREATE),
+        int e = L->vfs->open(L->vfs, lp, L->read_only && !L->memory ? TOME_VFS_READ : (TOME_VFS_WRITE | TOME_VFS_CREATE),
                              &L->lockf);
-        if (e == -ENOENT && L->read_only) {
-            /* a store never opened for writing has no LOCK yet */
-            e = 0;
-            L->lockf = NULL;
-        }
         tome_free(lp);
         if (e) {
             rc = io_err(L, e, "open lock file in", path);
