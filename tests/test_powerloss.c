@@ -213,6 +213,10 @@ TT_TEST(failed_sync_loses_dirty_pages) {
         alarm(120);
         int bad = fv_wl_run(w);
         alarm(0);
+        if (getenv("TOME_FAULT_VERBOSE")) /* debugging aid */
+            for (int i = 0; i < fv_wl_nsteps(w); i++)
+                fprintf(stderr, "  sync #%llu: step %d (%s): %s\n", (unsigned long long)n, i,
+                        fv_wl_step_name(w, i), tome_strerror(fv_wl_step_rc(w, i)));
         fv_snap *s = fv_crash_snap_now(c);
         int st[64];
         for (int i = 0; i < fv_wl_ncommits(w); i++) {

@@ -238,10 +238,10 @@ int fv_wl_status(const fv_wl *w, int commit);
 /* Commits acknowledged as durable when step `step` begins: a prefix of
  * this many commits must survive a power cut during that step. */
 int fv_wl_acked_before(const fv_wl *w, int step);
-/* Whether commit c has been acknowledged durable: it returned TOME_OK and
- * was itself a synced commit, or a later synced commit, tome_sync or
- * tome_close returned TOME_OK (tome_close "makes every commit so far
- * durable"). */
+/* Whether commit c has been acknowledged durable: it was a synced commit
+ * that returned TOME_OK, or a later synced commit, tome_sync or tome_close
+ * returned TOME_OK on a handle that showed it (tome_close "makes every
+ * commit so far durable"). */
 bool fv_wl_acked(const fv_wl *w, int commit);
 /* The handle (NULL between a close and the next open). */
 tome_db *fv_wl_db(fv_wl *w);

@@ -103,7 +103,6 @@ struct fv_wl {
     int nkeys;
     int status[WL_MAXC];
     bool ackd[WL_MAXC];         /* acknowledged durable (so far) */
-    bool okd[WL_MAXC];          /* returned TOME_OK */
     bool vis[WL_MAXC];          /* visible through the current handle */
     tome_db *db;
     int acked;                  /* commits acknowledged so far (a prefix) */
@@ -605,10 +604,11 @@ static int run_reads(fv_wl *w, int step) {
     return err;
 }
 
-/* Everything that returned TOME_OK so far is durable now. */
+/* Everything the handle shows (what returned TOME_OK on it, and what the
+ * store held when it was opened) is durable now. */
 static void ack_all(fv_wl *w, int attempted) {
     for (int c = 0; c < attempted; c++)
-        if (w->okd[c]) w->ackd[c] = true;
+        if (w->vis[c]) w->ackd[c] = true;
     int p = 0;
     while (p < w->ncommits && w->ackd[p]) p++;
     w->acked = p;
@@ -619,7 +619,6 @@ int fv_wl_run(fv_wl *w) {
     w->acked = 0;
     memset(w->status, 0, sizeof w->status);
     memset(w->ackd, 0, sizeof w->ackd);
-    memset(w->okd, 0, sizeof w->okd);
     memset(w->vis, 0, sizeof w->vis);
     for (int i = 0; i < w->nsteps; i++) {
         wstep *s = &w->steps[i];
@@ -656,7 +655,6 @@ int fv_wl_run(fv_wl *w) {
                 s->rc = c->kind == K_CORE ? run_core(w, c) : run_kv(w, c);
                 if (s->rc == TOME_OK) {
                     w->status[s->commit] = FV_C_PRESENT;
-                    w->okd[s->commit] = true;
                     w->vis[s->commit] = true;
                     if (!(c->flags & TOME_COMMIT_NOSYNC)) ack_all(w, attempted);
                 } else {
