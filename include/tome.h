@@ -139,12 +139,15 @@ void tome_options_init(tome_options *opts);
  * Opening recovers: it reads the log to the last complete commit and cuts a
  * torn or garbage tail off (see docs/FORMAT.md).
  * Returns TOME_OK, TOME_INVALID (NULL path or db_out, bad option),
- * TOME_NOTFOUND (must_exist and no store), TOME_LOCKED (the store is open
+ * TOME_NOTFOUND (no store there and must_exist or read_only: a directory is
+ * a store only if it holds tome's LOCK file, so an empty or foreign
+ * directory is never turned into one by such an open), TOME_LOCKED (the store is open
  * in this or another process), TOME_CORRUPT (damage before the tail),
  * TOME_IO, TOME_NOMEM. Details: tome_errmsg(NULL). Thread-safe. */
 int tome_open(const char *path, const tome_options *opts, tome_db **db_out);
 
-/* Makes every commit so far durable (useful with TOME_SYNC_NONE).
+/* Makes every commit so far durable (useful with TOME_SYNC_NONE and
+ * TOME_COMMIT_NOSYNC). A read-only handle has nothing to sync: TOME_OK.
  * Returns TOME_OK, TOME_INVALID (NULL db), TOME_IO (the sync failed: the
  * handle then refuses every further write with TOME_IO until reopened).
  * Thread-safe. */
