@@ -34,7 +34,8 @@ int tome_open(const char *path, const tome_options *opts, tome_db **db_out) {
     int rc = tome_local_open(db, path, &o, &db->b);
     if (rc) {
         /* the backend recorded the detail under db: move it to the open slot */
-        tome_err(NULL, rc, "%s", tome_errmsg(db));
+        const char *m = tome_errmsg(db);
+        tome_err(NULL, rc, "%s", strcmp(m, "no error") ? m : tome_strerror(rc));
         tome_err_forget(db);
         tome_free(db);
         return rc;

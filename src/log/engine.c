@@ -262,7 +262,11 @@ int local_create_log(local *L, uint64_t fileno, uint64_t base_seq, seg **out) {
     if (rc) { tome_free(s); return rc; }
     int e = L->vfs->open(L->vfs, p, TOME_VFS_WRITE | TOME_VFS_CREATE | TOME_VFS_EXCL, &s->f);
     tome_free(p);
-    if (e) { tome_free(s); return io_err(L, e, "create", s->name); }
+    if (e) {
+        rc = io_err(L, e, "create", s->name);
+        tome_free(s);
+        return rc;
+    }
     uint8_t h[SEG_HDR_SIZE];
     seg_hdr hd = {0};
     hd.lo = hd.hi = fileno;
@@ -836,6 +840,7 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
             e = entry_new(ops[i].slot, ops[i].key, ops[i].klen);
             if (!e || ix_insert(L, e) != 0) {
                 entry_free(e, NULL);
+                e = NULL;
                 rc = TOME_NOMEM;
             } else {
                 isnew[i] = 1;
@@ -1062,7 +1067,10 @@ static void local_free(local *L) {
 static int l_close(tome_backend *b) {
     local *L = (local *)b;
     int rc = 0;
-    if (!L->read_only && !L->memory && L->act && !atomic_load(&L->poisoned)) {
+    if (atomic_load(&L->poisoned)) {
+        /* commits after the failure point may not be durable: say so */
+        rc = tome_err(b->db, TOME_IO, "an earlier write or sync failed: the newest commits may not be durable");
+    } else if (!L->read_only && !L->memory && L->act) {
         rc = l_sync(b);
         if (!rc) rc = idxfile_write(L);
     }

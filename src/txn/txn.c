@@ -289,17 +289,27 @@ static int read_ver(tome_txn *t, const tome_bver *v, uint8_t slot, const void *k
     return rc;
 }
 
-static int out_ok(const void **val_out, size_t *val_len_out) { return val_out && val_len_out; }
-
-int tome_get(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const void **val_out,
-             size_t *val_len_out) {
+/* What every point read does first: check the arguments, and enter the key
+ * in the read set (found or not). A key longer than any that can exist is
+ * simply not there. */
+static int point_read(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const void **val_out,
+                      size_t *val_len_out, tkey **k_out) {
     int rc = check_key(txn, key, key_len);
     if (rc) return rc;
-    if (!out_ok(val_out, val_len_out)) return tome_err(txn->db, TOME_INVALID, "NULL output pointer");
+    if (!val_out || !val_len_out) return tome_err(txn->db, TOME_INVALID, "NULL output pointer");
     if (key_len > TOME_MAX_KEY_LEN) return TOME_NOTFOUND;
     tkey *k = tk_get(txn, slot, key, key_len);
     if (!k) return tome_err(txn->db, TOME_NOMEM, "out of memory");
     k->flags |= TK_READ;
+    *k_out = k;
+    return 0;
+}
+
+int tome_get(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const void **val_out,
+             size_t *val_len_out) {
+    tkey *k;
+    int rc = point_read(txn, slot, key, key_len, val_out, val_len_out, &k);
+    if (rc) return rc;
     if (k->flags & TK_WRITTEN) {
         if (k->flags & TK_REMOVED) return TOME_NOTFOUND;
         *val_out = k->val;
@@ -328,13 +338,9 @@ int tome_get(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const
 
 int tome_get_unremoved(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const void **val_out,
                        size_t *val_len_out) {
-    int rc = check_key(txn, key, key_len);
+    tkey *k;
+    int rc = point_read(txn, slot, key, key_len, val_out, val_len_out, &k);
     if (rc) return rc;
-    if (!out_ok(val_out, val_len_out)) return tome_err(txn->db, TOME_INVALID, "NULL output pointer");
-    if (key_len > TOME_MAX_KEY_LEN) return TOME_NOTFOUND;
-    tkey *k = tk_get(txn, slot, key, key_len);
-    if (!k) return tome_err(txn->db, TOME_NOMEM, "out of memory");
-    k->flags |= TK_READ;
     if ((k->flags & TK_WRITTEN) && !(k->flags & TK_REMOVED)) {
         *val_out = k->val;
         *val_len_out = k->vlen;
@@ -351,13 +357,9 @@ int tome_get_unremoved(tome_txn *txn, uint8_t slot, const void *key, size_t key_
 
 int tome_get_version(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, uint64_t seq,
                      const void **val_out, size_t *val_len_out) {
-    int rc = check_key(txn, key, key_len);
+    tkey *k;
+    int rc = point_read(txn, slot, key, key_len, val_out, val_len_out, &k);
     if (rc) return rc;
-    if (!out_ok(val_out, val_len_out)) return tome_err(txn->db, TOME_INVALID, "NULL output pointer");
-    if (key_len > TOME_MAX_KEY_LEN) return TOME_NOTFOUND;
-    tkey *k = tk_get(txn, slot, key, key_len);
-    if (!k) return tome_err(txn->db, TOME_NOMEM, "out of memory");
-    k->flags |= TK_READ;
     if (seq == 0) {
         if ((k->flags & TK_WRITTEN) && !(k->flags & TK_REMOVED)) {
             *val_out = k->val;
