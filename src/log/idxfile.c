@@ -243,7 +243,8 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
             tome_free(p);
             return TOME_NOMEM;
         }
-    /* entries, in index order */
+    /* entries, in index order (the key hash sized once, not grown) */
+    if (L->kh && nent <= (uint64_t)(end - q) / 8 && tome_keyhash_reserve(L->kh, (size_t)nent) != 0) goto nomem;
     tome_entry *prev = NULL;
     for (uint64_t i = 0; i < nent; i++) {
         if (end - q < 8) goto bad;
