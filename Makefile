@@ -81,3 +81,12 @@ valgrind: all $(TEST_BIN)
 
 clean:
 	rm -rf build build-san build-tsan
+
+# Long runs: `make stress` (kill loops, exhaustive fault points), `make fuzz`.
+include mk/check.mk
+
+FAULT_TESTS := test_faults test_oom test_powerloss
+.PHONY: stress-faults
+stress: stress-faults
+stress-faults: all $(addprefix $(BUILD)/tests/,$(FAULT_TESTS))
+	@set -e; for t in $(FAULT_TESTS); do TOME_FAULTS_FULL=1 $(BUILD)/tests/$$t; done
