@@ -16,7 +16,9 @@
 #                      each target's closing line gives its executions and
 #                      coverage (libFuzzer's cov:). A failure stops the run
 #                      with the input in build-fuzz/crash-<target>-*.
-#                      FUZZ_FLAGS: more libFuzzer flags (e.g. -jobs=2 -workers=2).
+#                      FUZZ_FLAGS: more libFuzzer flags, e.g. "-fork=1
+#                      -ignore_crashes=1" to go on past failing inputs (each
+#                      is saved; the closing lines count them).
 #   make fuzz-corpus   folds build-fuzz/corpus/<target> into fuzz/corpus/<target>,
 #                      keeping only inputs that add coverage (-merge=1), to be
 #                      committed: `make test` replays fuzz/corpus.
@@ -80,9 +82,12 @@ fuzz:
 	        echo "fuzz_$$t FAILED: the input is in $(FUZZ_BUILD)/crash-$$t-*; replay it with make fuzz-run"; \
 	        exit 1; \
 	    fi; \
-	    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' $(FUZZ_BUILD)/fuzz_$$t.log | sed "s/^/  fuzz_$$t /"; \
+	    grep -E '^#[0-9]+' $(FUZZ_BUILD)/fuzz_$$t.log | head -n 1 | sed "s/^/  fuzz_$$t first: /"; \
+	    grep -E '^#[0-9]+' $(FUZZ_BUILD)/fuzz_$$t.log | tail -n 1 | sed "s/^/  fuzz_$$t last:  /"; \
 	    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' \
 	        $(FUZZ_BUILD)/fuzz_$$t.log | sed "s/^/  fuzz_$$t /"; \
+	    n=$$(ls $(FUZZ_BUILD)/crash-$$t-* 2>/dev/null | wc -l); \
+	    if [ "$$n" -gt 0 ]; then echo "  fuzz_$$t: $$n failing inputs in $(FUZZ_BUILD)/crash-$$t-* (replay: make fuzz-run)"; fi; \
 	done
 
 fuzz-corpus:
