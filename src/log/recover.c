@@ -22,9 +22,10 @@
  * 4. Torn tail or damage? Every commit record carries `synced_upto`, the
  *    offset of its segment known durable when it was written. If any valid
  *    commit record after D says synced_upto > D, the bytes at D had been
- *    synced before: that is damage, TOME_CORRUPT. Likewise if a later
- *    segment holds a commit (rolling over to a new segment syncs the old
- *    one). Otherwise the bytes after D were never acknowledged as durable:
+ *    synced before: that is damage, TOME_CORRUPT. Likewise for any damage
+ *    in a log segment that is not the last one (rolling over to a new
+ *    segment syncs the old one first). Otherwise the bytes after D were
+ *    never acknowledged as durable:
  *    a torn tail, which is zeroed (and synced) so that the next commit is
  *    written at D.
  *
@@ -264,6 +265,13 @@ int local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged) {
                           (unsigned long long)batch);
             goto out;
         }
+        if (!is_last) {
+            /* a later segment exists, and rolling over synced this one
+             * first: its bytes were durable, so this is damage */
+            rc = tome_err(L->base.db, TOME_CORRUPT, "%s: damaged record at offset %llu before a later segment",
+                          s->name, (unsigned long long)batch);
+            goto out;
+        }
         *damaged = 1;
         L->torn = 1;
         L->torn_off = batch;
@@ -273,7 +281,6 @@ int local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged) {
             if ((rc = zero_range(L, s, batch, end)) != 0) goto out;
         }
     }
-    (void)is_last;
 out:
     tome_free(r.buf);
     tome_free(pv);
@@ -535,7 +542,6 @@ int local_recover(local *L) {
         from_off = SEG_HDR_SIZE;
         /* merged segments first pass: they hold the oldest versions */
     }
-    int damaged_at = -1;
     for (size_t i = from_live; i < L->nlive; i++) {
         seg *s = L->live[i];
         if (s->merged) {
@@ -548,18 +554,6 @@ int local_recover(local *L) {
             }
             continue;
         }
-        if (damaged_at >= 0) {
-            /* a segment after a torn one must hold no commit */
-            uint64_t before = L->last_seq;
-            int d2 = 0;
-            if ((rc = local_scan_log(L, s, SEG_HDR_SIZE, i + 1 == L->nlive, &d2)) != 0) goto fail;
-            if (L->last_seq != before) {
-                rc = tome_err(L->base.db, TOME_CORRUPT, "%s: damaged tail before later commits",
-                              L->live[damaged_at]->name);
-                goto fail;
-            }
-            continue;
-        }
         if (!(loaded && i == from_live)) {
             /* commits merged away leave a gap that the header closes */
             if (L->last_seq > s->base_seq) {
@@ -569,10 +563,11 @@ int local_recover(local *L) {
             }
             L->last_seq = s->base_seq;
         }
+        /* only the last segment may end in a torn tail (local_scan_log
+         * reports damage in any other as TOME_CORRUPT) */
         int d = 0;
         if ((rc = local_scan_log(L, s, i == from_live ? from_off : SEG_HDR_SIZE, i + 1 == L->nlive, &d)) != 0)
             goto fail;
-        if (d) damaged_at = (int)i;
         s->last_seq = L->last_seq;
         s->last_ts = L->last_ts;
         uint64_t fsize = 0;
