@@ -291,6 +291,13 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
  * transaction and stays valid until it ends. */
 int tome_iter_next(tome_iter *iter, const void **key_out, size_t *key_len_out);
 
+/* The value of the key tome_iter_next returned last: what tome_get of that
+ * key would return now (the transaction's pending write first), read
+ * without a second index lookup. It is a point read (the key joins the read
+ * set) and is cached like one. Memory as tome_get. TOME_MISUSE before
+ * tome_iter_next returned a key; other codes as tome_get. */
+int tome_iter_value(tome_iter *iter, const void **val_out, size_t *val_len_out);
+
 /* Closes the iteration. NULL is a no-op. */
 void tome_iter_close(tome_iter *iter);
 

@@ -418,6 +418,14 @@ static uint64_t reg_min_locked(local *L) {
 /* reads                                                                    */
 /* ---------------------------------------------------------------------- */
 
+static void to_bver(const tome_ver *v, tome_bver *o) {
+    o->seq = v->seq;
+    o->ts = v->ts;
+    o->loc = v->loc;
+    o->vlen = v->vlen;
+    o->flags = ((v->flags & TOME_VER_REMOVED) ? TOME_BVER_REMOVED : 0) | ((v->flags & TOME_VER_MERGED) ? 0x100u : 0);
+}
+
 static int l_versions(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key, size_t klen,
                       tome_alloc_fn alloc, void *actx, tome_bver **out, size_t *n) {
     local *L = (local *)b;
@@ -441,15 +449,7 @@ static int l_versions(tome_backend *b, const tome_snap *s, uint8_t slot, const v
         pthread_rwlock_unlock(&L->ix_lock);
         return TOME_NOMEM;
     }
-    for (uint32_t i = lo; i < hi; i++) {
-        tome_bver *o = &a[i - lo];
-        o->seq = v[i].seq;
-        o->ts = v[i].ts;
-        o->loc = v[i].loc;
-        o->vlen = v[i].vlen;
-        o->flags = ((v[i].flags & TOME_VER_REMOVED) ? TOME_BVER_REMOVED : 0) |
-                   ((v[i].flags & TOME_VER_MERGED) ? 0x100u : 0);
-    }
+    for (uint32_t i = lo; i < hi; i++) to_bver(&v[i], &a[i - lo]);
     pthread_rwlock_unlock(&L->ix_lock);
     *out = a;
     *n = hi - lo;
@@ -520,15 +520,17 @@ static int l_cursor_open(tome_backend *b, const tome_snap *s, uint8_t slot, cons
     return 0;
 }
 
-static int visible_present(local *L, tome_entry *e, const tome_snap *s) {
-    if (e->nver == 0) return 0;
+/* The newest version of e visible to s, if it is not a removal. */
+static const tome_ver *visible_present(local *L, tome_entry *e, const tome_snap *s) {
+    if (e->nver == 0) return NULL;
     const tome_ver *v = tome_entry_vers(e);
     uint32_t lo, hi;
     vis_range(L, v, e->nver, s->seq, s->horizon, &lo, &hi);
-    return lo < hi && !(v[hi - 1].flags & TOME_VER_REMOVED);
+    return lo < hi && !(v[hi - 1].flags & TOME_VER_REMOVED) ? &v[hi - 1] : NULL;
 }
 
-static int l_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen) {
+
+static int l_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest) {
     local *L = c->L;
     if (c->done) return TOME_NOTFOUND;
     pthread_rwlock_rdlock(&L->ix_lock);
@@ -542,13 +544,14 @@ static int l_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen) {
         e = tome_index_seek(L->ix, &c->c, c->slot, c->last, c->last_len);
         if (e && tome_entry_cmp(c->slot, c->last, c->last_len, e) == 0) e = tome_index_next(&c->c);
     }
+    const tome_ver *nv = NULL;
     for (; e; e = tome_index_next(&c->c)) {
         if (e->slot != c->slot || e->klen < c->plen ||
             (c->plen && memcmp(e->key, c->prefix, c->plen) != 0)) {
             e = NULL;
             break;
         }
-        if (visible_present(L, e, &c->snap)) break;
+        if ((nv = visible_present(L, e, &c->snap)) != NULL) break;
     }
     if (!e) {
         c->done = 1;
@@ -567,6 +570,7 @@ static int l_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen) {
     }
     memcpy(c->last, e->key, e->klen);
     c->last_len = e->klen;
+    if (newest) to_bver(nv, newest);
     pthread_rwlock_unlock(&L->ix_lock);
     *key = c->last;
     *klen = c->last_len;

@@ -104,6 +104,14 @@ struct tome_iter {
     size_t npw, ipw;
     const uint8_t *bk;      /* current backend key, or NULL */
     size_t bklen;
+    tome_bver bv;           /* its newest visible version */
+    /* what tome_iter_next returned last, for tome_iter_value */
+    const uint8_t *cur_key;
+    size_t cur_klen;
+    const tkey *cur_pending; /* the pending write it came from, or NULL */
+    tome_bver cur_ver;
+    int has_cur;
+    uint8_t slot;
     int bdone, bstarted;
 };
 
@@ -483,6 +491,7 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
     tome_iter *it = tome_calloc(1, sizeof *it);
     if (!it) return tome_err(txn->db, TOME_NOMEM, "out of memory");
     it->txn = txn;
+    it->slot = slot;
     /* the prefix joins the read set */
     if (txn->npfx == txn->pfxcap) {
         size_t nc = txn->pfxcap ? txn->pfxcap * 2 : 8;
@@ -545,7 +554,7 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
 static int bc_advance(tome_iter *it) {
     if (it->bdone) return 0;
     tome_backend *b = it->txn->db->b;
-    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen);
+    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen, &it->bv);
     if (rc == TOME_NOTFOUND) {
         it->bdone = 1;
         it->bk = NULL;
@@ -574,18 +583,52 @@ int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
             if (pwr->removed) continue;
             k = p->key;
             kl = p->klen;
+            it->cur_pending = p;
         } else {
             uint8_t *copy = arena_alloc(&it->txn->arena, it->bklen);
             if (!copy) return tome_err(it->txn->db, TOME_NOMEM, "out of memory");
             if (it->bklen) memcpy(copy, it->bk, it->bklen);
             k = copy;
             kl = it->bklen;
+            it->cur_pending = NULL;
+            it->cur_ver = it->bv;
             if ((rc = bc_advance(it)) != 0) return rc;
         }
+        it->cur_key = k;
+        it->cur_klen = kl;
+        it->has_cur = 1;
         *key_out = k;
         *key_len_out = kl;
         return 0;
     }
+}
+
+int tome_iter_value(tome_iter *it, const void **val_out, size_t *val_len_out) {
+    if (!it || !val_out || !val_len_out) return TOME_INVALID;
+    tome_txn *t = it->txn;
+    if (!it->has_cur) return tome_err(t->db, TOME_MISUSE, "tome_iter_value before tome_iter_next gave a key");
+    /* a point read of the current key, as tome_get: it joins the read set,
+     * the transaction's pending write comes first, and the result is cached */
+    tkey *k = tk_get(t, it->slot, it->cur_key, it->cur_klen);
+    if (!k) return tome_err(t->db, TOME_NOMEM, "out of memory");
+    k->flags |= TK_READ;
+    if (k->flags & TK_WRITTEN) {
+        if (k->flags & TK_REMOVED) return TOME_NOTFOUND;
+        *val_out = k->val;
+        *val_len_out = k->vlen;
+        return 0;
+    }
+    if (!(k->flags & TK_CACHED)) {
+        /* the version the cursor found: no second lookup */
+        int rc = read_ver(t, &it->cur_ver, it->slot, it->cur_key, it->cur_klen, &k->cval, &k->cvlen);
+        if (rc) return rc;
+        k->crc = 0;
+        k->flags |= TK_CACHED;
+    }
+    if (k->crc) return k->crc;
+    *val_out = k->cval;
+    *val_len_out = k->cvlen;
+    return 0;
 }
 
 void tome_iter_close(tome_iter *it) {
