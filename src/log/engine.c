@@ -1076,7 +1076,9 @@ static int l_close(tome_backend *b) {
         rc = tome_err(b->db, TOME_IO, "an earlier write or sync failed: the newest commits may not be durable");
     } else if (!L->read_only && !L->memory && L->act) {
         rc = l_sync(b);
-        if (!rc) rc = idxfile_write(L);
+        /* the index file only speeds up the next open: if it cannot be
+         * written (a full disk), the old one stays and is found stale */
+        if (!rc) (void)idxfile_write(L);
     }
     local_free(L);
     return rc;

@@ -58,7 +58,8 @@ typedef struct mstate {
     local *L;
     mseg *ms;
     size_t nms;
-    uint64_t H, M;
+    uint64_t H;
+    uint64_t hmin;          /* oldest horizon among open snapshots and H */
     reloc *rel;
     size_t nrel, relcap;
     reloc *drop;
@@ -87,18 +88,20 @@ static uint32_t keep_from(local *L, const tome_ver *v, uint32_t n, uint64_t H) {
 }
 
 /*
- * How many of a key's oldest versions this merge drops: exactly the first
- * b = keep_from(...) of them, or none at all when the oldest is pinned by a
- * transaction that was open when the merge began (seq <= M). Dropping only
- * a prefix of the list, and exactly the prefix the visibility filter hides,
- * keeps the filter's answer the same on what is left, for this horizon and
- * every later one; and a crash between two groups of the same merge leaves
- * a shorter prefix dropped, which the filter hides all the same.
+ * How many of a key's oldest versions this merge drops: the prefix that the
+ * visibility filter hides from every snapshot still open. A snapshot with
+ * horizon h sees versions from keep_from(h) on, and keep_from grows with
+ * h, so the prefix hidden from all of them is the one hidden at the oldest
+ * horizon among the open snapshots (hmin) and the new one (H). Dropping
+ * only a prefix that a snapshot's filter already hides leaves its answer
+ * the same on what is left, for its horizon and every later one; and a
+ * crash between two groups of the same merge leaves a shorter prefix
+ * dropped, which the filter hides all the same. So an open transaction
+ * holds back only what it can see, and a store under steady load still
+ * gets space back: its transactions' horizons move up merge after merge.
  */
 static uint32_t merge_cut(mstate *st, const tome_ver *v, uint32_t n) {
-    uint32_t b = keep_from(st->L, v, n, st->H);
-    if (b > 0 && v[0].seq <= st->M) return 0;
-    return b;
+    return keep_from(st->L, v, n, st->hmin);
 }
 
 /* Calls fn on every entry, CHUNK at a time under the read lock. */
@@ -416,8 +419,9 @@ int local_merge(tome_backend *b) {
     if (H < oldh) H = oldh;
     atomic_store(&L->horizon, H);
     ts_H = ctab_get(L, H);
+    st.hmin = H;
     for (snap_reg *r = L->reg.next; r != &L->reg; r = r->next)
-        if (r->horizon < H && r->seq > st.M) st.M = r->seq;
+        if (r->horizon < st.hmin) st.hmin = r->horizon;
     pthread_mutex_unlock(&L->reg_mu);
     st.H = H;
 

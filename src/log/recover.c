@@ -126,11 +126,16 @@ static int nonzero_end(reader *r, uint64_t from, uint64_t *end) {
         int rc = 0;
         const uint8_t *p = rd_get(r, off, n, &rc);
         if (!p) return rc == TOME_NOTFOUND ? 0 : rc;
-        for (size_t i = n; i > 0; i--)
-            if (p[i - 1]) {
-                last = off + i;
-                break;
-            }
+        /* from the end, a word at a time where the window is all zeros */
+        size_t i = n;
+        while (i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i - 8, 8);
+            if (w) break;
+            i -= 8;
+        }
+        while (i > 0 && !p[i - 1]) i--;
+        if (i > 0) last = off + i;
         off += n;
     }
     *end = last;
@@ -218,7 +223,8 @@ int local_scan_log(local *L, seg *s, uint64_t from, int is_last, int *damaged) {
             for (size_t i = 0; i < np; i++) {
                 tome_ver v = {seq, ts, TOME_LOC(s->id, pv[i].off), pv[i].vlen,
                               pv[i].removed ? TOME_VER_REMOVED : 0};
-                if ((rc = add_version(L, pv[i].slot, keys.p + pv[i].koff, pv[i].klen, &v)) != 0) goto out;
+                const uint8_t *kp = keys.p ? keys.p + pv[i].koff : (const uint8_t *)""; /* only empty keys */
+                if ((rc = add_version(L, pv[i].slot, kp, pv[i].klen, &v)) != 0) goto out;
             }
             if ((rc = ctab_set(L, seq, ts)) != 0) goto out;
             L->last_seq = seq;
@@ -590,12 +596,9 @@ int local_recover(local *L) {
         if (last && !last->merged) {
             L->act = last;
             if (last->cap < L->segment_size) {
-                e = L->vfs->allocate(last->f, 0, L->segment_size);
-                if (e) {
-                    rc = tome_err(L->base.db, TOME_IO, "allocate %s: %s", last->name, strerror(-e));
-                    goto fail;
-                }
-                last->cap = L->segment_size;
+                /* grow it back to a full segment if the disk allows; if not
+                 * (a full disk), the next commit that does not fit rolls over */
+                if (L->vfs->allocate(last->f, 0, L->segment_size) == 0) last->cap = L->segment_size;
             }
         } else {
             seg *s;
