@@ -32,7 +32,7 @@ set format y "%.1f"
 set yrange [0:*]
 set style data boxes
 set boxwidth 0.6
-set key inside right top
+set key outside right top vertical
 plot ratiofile using 0:2:xtic(1) with boxes lc rgb "#3060c0" title "tome / best peer", \
      ''        using 0:3 with points pt 7 ps 1.5 lc rgb "#d02020" title "target", \
      1 with lines lc rgb "#808080" dt 2 notitle

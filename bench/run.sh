@@ -3,7 +3,7 @@
 #
 #   sh bench/run.sh                  the full run with the defaults (every engine
 #                                    and workload, 1,000,000 keys, 100-byte values,
-#                                    up to 3 rounds within an 11.5-minute budget);
+#                                    up to 3 rounds within a 12-minute budget);
 #                                    writes bench/RESULTS.md and bench/results.png
 #   sh bench/run.sh -w read-hit -e tome,lmdb      any flags of build/bench/peers
 #                                    (see build/bench/peers --help): a partial run,

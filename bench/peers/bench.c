@@ -145,7 +145,7 @@ static struct cfg {
     unsigned ver, round;
 } C = {
     .n = 1000000, .vlen = 100, .batch = 1000, .dur_secs = 2, .ln_secs = 3, .reads = 0,
-    .ln_keys = 1000, .ln_vlen = 4096, .ln_list_every = 100, .rounds = 3, .budget = 690,
+    .ln_keys = 1000, .ln_vlen = 4096, .ln_list_every = 100, .rounds = 3, .budget = 720,
 };
 
 static double now(void) {
@@ -1285,7 +1285,7 @@ static void usage(FILE *f) {
             "                    read-miss,scan,merge,open,open-scan,durable-1,durable-8,durable-32,\n"
             "                    lightning; also 'durable' (the three) and 'reads' (hit, miss, scan)\n"
             "  -r ROUNDS         at most this many rounds (default 3; at least 1 always runs)\n"
-            "  -b SECONDS        time budget: no new round starts unless it fits (default 690)\n"
+            "  -b SECONDS        time budget: no new round starts unless it fits (default 720)\n"
             "  -d DIR            where stores live (default /var/tmp); a fresh subdirectory is used\n"
             "  -o OUTDIR         write OUTDIR/RESULTS.md, results.dat, ratios.dat\n"
             "  --batch N         records per bulk commit and per read transaction (default 1000)\n"
