@@ -90,3 +90,7 @@ FAULT_TESTS := test_faults test_oom test_powerloss
 stress: stress-faults
 stress-faults: all $(addprefix $(BUILD)/tests/,$(FAULT_TESTS))
 	@set -e; for t in $(FAULT_TESTS); do TOME_FAULTS_FULL=1 $(BUILD)/tests/$$t; done
+
+# The peer benchmark of issue 5 (needs the peers' -dev packages: bench/install-deps.sh).
+include mk/bench.mk
+bench: bench-peers

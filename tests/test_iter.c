@@ -82,6 +82,40 @@ TT_TEST(values_during_a_scan) {
     }
 }
 
+/* In a read-only (historical) transaction: the values as of its commit. */
+TT_TEST(values_in_a_historical_transaction) {
+    tome_db *db = open_store(0);
+    CHECK(db != NULL);
+    CHECK_OK(put(db, 1, "x1", "old1"));
+    CHECK_OK(put(db, 1, "x2", "old2"));
+    uint64_t at;
+    CHECK_OK(tome_last_seq(db, &at));
+    CHECK_OK(put(db, 1, "x1", "new1"));
+    CHECK_OK(put(db, 1, "x2", NULL));
+    CHECK_OK(put(db, 1, "x3", "new3"));
+    tome_txn *t;
+    CHECK_OK(tome_begin_at(db, at, &t));
+    tome_iter *it;
+    CHECK_OK(tome_iter_open(t, 1, "x", 1, &it));
+    const void *kp, *vp;
+    size_t kl, vl;
+    CHECK_OK(tome_iter_next(it, &kp, &kl));
+    CHECK_STRMEM(kp, kl, "x1");
+    CHECK_OK(tome_iter_value(it, &vp, &vl));
+    CHECK_STRMEM(vp, vl, "old1");
+    CHECK_OK(tome_iter_next(it, &kp, &kl));
+    CHECK_STRMEM(kp, kl, "x2");
+    CHECK_OK(tome_iter_value(it, &vp, &vl));
+    CHECK_STRMEM(vp, vl, "old2");
+    CHECK_RC(tome_iter_next(it, &kp, &kl), TOME_NOTFOUND);
+    CHECK_OK(tome_get(t, 1, "x2", 2, &vp, &vl));
+    CHECK_STRMEM(vp, vl, "old2");
+    CHECK_RC(tome_get(t, 1, "x3", 2, &vp, &vl), TOME_NOTFOUND);
+    tome_iter_close(it);
+    CHECK_OK(tome_commit(t));
+    CHECK_OK(tome_close(db));
+}
+
 TT_TEST(value_read_joins_the_read_set) {
     tome_db *db = open_store(0);
     CHECK(db != NULL);
