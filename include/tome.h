@@ -193,7 +193,9 @@ int tome_begin(tome_db *db, tome_txn **txn_out);
  * Returns TOME_OK; TOME_NOTFOUND when 0 < seq < the history horizon (the
  * newest commit at the time of the last tome_merge, or older when options
  * keep history); TOME_INVALID when seq is newer than the newest commit;
- * TOME_NOMEM. Thread-safe. */
+ * TOME_NOMEM. Thread-safe. A read-only transaction keeps no read set: each
+ * read goes straight to its snapshot (tome_begin_at(db, newest) is the
+ * cheapest way to read a consistent snapshot that will not be written). */
 int tome_begin_at(tome_db *db, uint64_t seq, tome_txn **txn_out);
 
 /* Commits and ends the transaction; txn is freed whatever this returns.
