@@ -47,27 +47,27 @@ uint64_t fv_rand(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-static void *xmalloc(size_t n) {
+void *fv_xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) {
-        fprintf(stderr, "faultvfs: out of memory\n");
+        fprintf(stderr, "fault tests: out of memory\n");
         abort();
     }
     return p;
 }
 
-static void *xrealloc(void *p, size_t n) {
+void *fv_xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
     if (!q) {
-        fprintf(stderr, "faultvfs: out of memory\n");
+        fprintf(stderr, "fault tests: out of memory\n");
         abort();
     }
     return q;
 }
 
-static char *xstrdup(const char *s) {
+char *fv_xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
-    char *d = xmalloc(n);
+    char *d = fv_xmalloc(n);
     memcpy(d, s, n);
     return d;
 }
@@ -170,7 +170,7 @@ static int fvx_open(tome_vfs *vfs, const char *path, int flags, tome_file **out)
     int rc = v->base->open(v->base, path, flags, &bf);
     g_in_base--;
     if (rc) return rc;
-    fv_file *f = xmalloc(sizeof *f);
+    fv_file *f = fv_xmalloc(sizeof *f);
     f->v = v;
     f->base = bf;
     f->is_log = is_log;
@@ -215,7 +215,7 @@ static int fvx_pwritev(tome_file *file, const struct iovec *iov, int iovcnt, uin
     if (d < 0) return d;
     if (d == 1) { /* short: the first half of the bytes, then no space */
         size_t want = total / 2, got = 0;
-        struct iovec *cut = xmalloc(sizeof *cut * (size_t)(iovcnt ? iovcnt : 1));
+        struct iovec *cut = fv_xmalloc(sizeof *cut * (size_t)(iovcnt ? iovcnt : 1));
         int n = 0;
         for (int i = 0; i < iovcnt && got < want; i++) {
             size_t l = iov[i].iov_len;
@@ -555,9 +555,9 @@ static void ns_set(cns *ns, const char *path, long node) {
     }
     if (ns->n == ns->cap) {
         ns->cap = ns->cap ? ns->cap * 2 : 16;
-        ns->e = xrealloc(ns->e, ns->cap * sizeof *ns->e);
+        ns->e = fv_xrealloc(ns->e, ns->cap * sizeof *ns->e);
     }
-    ns->e[ns->n].path = xstrdup(path);
+    ns->e[ns->n].path = fv_xstrdup(path);
     ns->e[ns->n].node = node;
     ns->n++;
 }
@@ -616,7 +616,7 @@ static void nsop_free(cnsop *o) {
 
 static void bytes_resize(uint8_t **p, size_t *len, size_t n) {
     if (n > *len) {
-        *p = xrealloc(*p, n);
+        *p = fv_xrealloc(*p, n);
         memset(*p + *len, 0, n - *len);
     }
     *len = n;
@@ -645,7 +645,7 @@ static void pend_clear(cnode *n) {
 static void pend_add(cnode *n, int type, uint64_t off, uint64_t len, uint8_t *data) {
     if (n->np == n->pcap) {
         n->pcap = n->pcap ? n->pcap * 2 : 8;
-        n->p = xrealloc(n->p, n->pcap * sizeof *n->p);
+        n->p = fv_xrealloc(n->p, n->pcap * sizeof *n->p);
     }
     n->p[n->np++] = (cpend){type, off, len, data};
 }
@@ -672,14 +672,14 @@ static fv_snap *snap_take(fv_crash *c, const char *what) {
         cnode *d = &s->nodes[i];
         d->id = i;
         d->dlen = src->dlen;
-        d->dur = xmalloc(src->dlen);
+        d->dur = fv_xmalloc(src->dlen);
         if (src->dlen) memcpy(d->dur, src->dur, src->dlen);
         d->np = d->pcap = src->np;
-        d->p = xmalloc(sizeof *d->p * (src->np ? src->np : 1));
+        d->p = fv_xmalloc(sizeof *d->p * (src->np ? src->np : 1));
         for (size_t k = 0; k < src->np; k++) {
             d->p[k] = src->p[k];
             if (src->p[k].data) {
-                d->p[k].data = xmalloc((size_t)src->p[k].len);
+                d->p[k].data = fv_xmalloc((size_t)src->p[k].len);
                 memcpy(d->p[k].data, src->p[k].data, (size_t)src->p[k].len);
             }
         }
@@ -687,11 +687,11 @@ static fv_snap *snap_take(fv_crash *c, const char *what) {
     free(need);
     ns_copy(&s->dur, &c->dur);
     s->nops = c->nops;
-    s->ops = xmalloc(sizeof *s->ops * (c->nops ? c->nops : 1));
+    s->ops = fv_xmalloc(sizeof *s->ops * (c->nops ? c->nops : 1));
     for (size_t i = 0; i < c->nops; i++) {
         s->ops[i] = c->ops[i];
-        s->ops[i].a = xstrdup(c->ops[i].a);
-        s->ops[i].b = c->ops[i].b ? xstrdup(c->ops[i].b) : NULL;
+        s->ops[i].a = fv_xstrdup(c->ops[i].a);
+        s->ops[i].b = c->ops[i].b ? fv_xstrdup(c->ops[i].b) : NULL;
     }
     return s;
 }
@@ -719,7 +719,7 @@ static void mut_done(fv_crash *c, const char *fmt_what) {
     if (c->every && c->nmut % c->every == c->phase) {
         if (c->nsnaps == c->capsnaps) {
             c->capsnaps = c->capsnaps ? c->capsnaps * 2 : 16;
-            c->snaps = xrealloc(c->snaps, c->capsnaps * sizeof *c->snaps);
+            c->snaps = fv_xrealloc(c->snaps, c->capsnaps * sizeof *c->snaps);
         }
         char w[160];
         snprintf(w, sizeof w, "op %llu: %s", (unsigned long long)c->nmut, fmt_what);
@@ -734,7 +734,7 @@ static cnode *node_new(fv_crash *c) {
     if (!n) abort();
     if (c->nnodes == c->capn) {
         c->capn = c->capn ? c->capn * 2 : 16;
-        c->nodes = xrealloc(c->nodes, c->capn * sizeof *c->nodes);
+        c->nodes = fv_xrealloc(c->nodes, c->capn * sizeof *c->nodes);
     }
     n->id = c->nnodes;
     c->nodes[c->nnodes++] = n;
@@ -744,9 +744,9 @@ static cnode *node_new(fv_crash *c) {
 static void nsop_add(fv_crash *c, int type, const char *a, const char *b, long node) {
     if (c->nops == c->capops) {
         c->capops = c->capops ? c->capops * 2 : 16;
-        c->ops = xrealloc(c->ops, c->capops * sizeof *c->ops);
+        c->ops = fv_xrealloc(c->ops, c->capops * sizeof *c->ops);
     }
-    c->ops[c->nops++] = (cnsop){type, xstrdup(a), b ? xstrdup(b) : NULL, node};
+    c->ops[c->nops++] = (cnsop){type, fv_xstrdup(a), b ? fv_xstrdup(b) : NULL, node};
 }
 
 static int cx_open(tome_vfs *vfs, const char *path, int flags, tome_file **out) {
@@ -768,7 +768,7 @@ static int cx_open(tome_vfs *vfs, const char *path, int flags, tome_file **out) 
             snprintf(w, sizeof w, "create %s", path);
             mut_done(c, w);
         }
-        chandle *h = xmalloc(sizeof *h);
+        chandle *h = fv_xmalloc(sizeof *h);
         h->c = c;
         h->base = bf;
         h->node = node;
@@ -800,7 +800,7 @@ static int cx_pwritev(tome_file *f, const struct iovec *iov, int iovcnt, uint64_
         size_t total = 0;
         for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
         if (total) {
-            uint8_t *d = xmalloc(total);
+            uint8_t *d = fv_xmalloc(total);
             size_t at = 0;
             for (int i = 0; i < iovcnt; i++) {
                 if (iov[i].iov_len) memcpy(d + at, iov[i].iov_base, iov[i].iov_len);
@@ -1077,7 +1077,7 @@ fv_snap *fv_crash_snap_now(fv_crash *c) {
 
 /* The content of node n in the image. */
 static void image_bytes(const cnode *n, int mode, uint64_t *rs, uint8_t **out, size_t *len) {
-    *out = xmalloc(n->dlen);
+    *out = fv_xmalloc(n->dlen);
     *len = n->dlen;
     if (n->dlen) memcpy(*out, n->dur, n->dlen);
     switch (mode) {

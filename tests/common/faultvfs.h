@@ -257,4 +257,10 @@ tome_db *fv_wl_db(fv_wl *w);
 int fv_wl_verify(fv_wl *w, const char *path, const int *statuses, int *held, char *why,
                  size_t cap);
 
+/* Allocation for the test helpers themselves (never through the store's
+ * hooks): they end the test process when memory runs out. */
+void *fv_xmalloc(size_t n);
+void *fv_xrealloc(void *p, size_t n);
+char *fv_xstrdup(const char *s);
+
 #endif /* TOME_TESTS_FAULTVFS_H */

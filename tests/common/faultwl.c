@@ -21,30 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "faultwl: out of memory\n");
-        abort();
-    }
-    return p;
-}
-
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) {
-        fprintf(stderr, "faultwl: out of memory\n");
-        abort();
-    }
-    return q;
-}
-
-static char *xstrdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = xmalloc(n);
-    memcpy(d, s, n);
-    return d;
-}
 
 /* ======================================================================== */
 /* 3. The workload and its model                                             */
@@ -153,7 +129,7 @@ static wcommit *add_commit(fv_wl *w, int kind, unsigned flags, const char *name)
 }
 
 static void fill_val(wop *o, int commit, int op) {
-    o->val = xmalloc(o->vlen);
+    o->val = fv_xmalloc(o->vlen);
     uint64_t st = (uint64_t)commit * 131 + (uint64_t)op * 7 + 1;
     for (uint32_t i = 0; i < o->vlen; i += 8) {
         uint64_t r = fv_rand(&st);
@@ -568,7 +544,7 @@ static void reads_kv(fv_wl *w, int step, const mstate *m, int *err) {
             tome_free(next);
             break;
         }
-        for (size_t i = 0; i < n && ngot < WL_MAXKEYS; i++) got[ngot++] = xstrdup(keys[i]);
+        for (size_t i = 0; i < n && ngot < WL_MAXKEYS; i++) got[ngot++] = fv_xstrdup(keys[i]);
         tome_free(keys);
         tok = next;
         if (!tok) break;
@@ -745,15 +721,15 @@ static int read_slot(tome_txn *t, uint8_t slot, sstate *out, char *why, size_t c
         }
         if (out->n == out->cap) {
             out->cap = out->cap ? out->cap * 2 : 32;
-            out->e = xrealloc(out->e, out->cap * sizeof *out->e);
+            out->e = fv_xrealloc(out->e, out->cap * sizeof *out->e);
         }
         sent *e = &out->e[out->n++];
         e->slot = slot;
         e->klen = kcl;
-        e->key = xmalloc(kcl);
+        e->key = fv_xmalloc(kcl);
         memcpy(e->key, kc, kcl);
         e->vlen = vl;
-        e->val = xmalloc(vl);
+        e->val = fv_xmalloc(vl);
         if (vl) memcpy(e->val, v, vl);
     }
     tome_iter_close(it);
