@@ -167,15 +167,6 @@ static void vis_range(local *L, const tome_ver *v, uint32_t n, uint64_t seq, uin
     *m_out = m;
 }
 
-size_t vis_filter(local *L, tome_entry *e, uint64_t seq, uint64_t horizon, uint32_t *out) {
-    if (e->nver == 0) return 0;
-    uint32_t b, m;
-    vis_range(L, tome_entry_vers(e), e->nver, seq, horizon, &b, &m);
-    size_t k = 0;
-    for (uint32_t i = b; i < m; i++) out[k++] = i;
-    return k;
-}
-
 /* ---------------------------------------------------------------------- */
 /* segments                                                                */
 /* ---------------------------------------------------------------------- */
@@ -758,7 +749,6 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
     tome_entry **ents = tome_calloc(n, sizeof *ents);
     uint8_t *isnew = tome_calloc(n, 1);
     rc_entry *rce = tome_malloc(sizeof *rce + n * sizeof(rc_key) + keybytes);
-    uint8_t **bigkeys = NULL;
     if (!buf || !iov || !offs || !ents || !isnew || !rce) {
         rc = TOME_NOMEM;
         goto out_free;
@@ -770,7 +760,6 @@ static int l_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, si
     size_t bi = 0, ni = 0;
     uint64_t rel = 0;
     size_t run_start = 0;
-    (void)bigkeys;
     /* buf needs room for the headers and keys of big records too */
     {
         size_t extra = 0;

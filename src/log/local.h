@@ -196,9 +196,6 @@ int   local_read_record(local *L, seg *s, uint64_t off, uint8_t slot, const void
                         size_t klen, uint32_t vlen, int merged, tome_alloc_fn alloc,
                         void *actx, const void **val_out);
 
-/* visibility: the versions of e that a snapshot (seq, horizon) sees. Writes
- * the indexes into out (capacity e->nver) and returns the count. */
-size_t vis_filter(local *L, tome_entry *e, uint64_t seq, uint64_t horizon, uint32_t *out);
 
 /* recover.c */
 int  local_recover(local *L);

@@ -213,11 +213,6 @@ static int push_reloc(reloc **a, size_t *n, size_t *cap, tome_entry *e, uint64_t
     return 0;
 }
 
-/* One entry's versions that live in this group: collected under the lock,
- * written after. */
-typedef struct gitem {
-    tome_ver v;
-} gitem;
 
 static gwriter *cur_g;
 
