@@ -197,6 +197,30 @@ int   local_read_record(local *L, seg *s, uint64_t off, uint8_t slot, const void
                         void *actx, const void **val_out);
 
 
+int   local_io_err(local *L, int e, const char *what, const char *name);
+/* The versions [*b, *m) of v[0..n) that a snapshot (seq, horizon h) sees. */
+void  local_vis_range(local *L, const tome_ver *v, uint32_t n, uint64_t seq, uint64_t h,
+                      uint32_t *b_out, uint32_t *m_out);
+void  local_atomic_max(_Atomic uint64_t *a, uint64_t v);
+
+/* read.c: snapshots, reads and cursors (backend ops) */
+int   local_snap_begin(tome_backend *b, uint64_t at, tome_snap *out);
+void  local_snap_end(tome_backend *b, tome_snap *s);
+uint64_t local_reg_min(local *L);   /* oldest open snapshot seq, under reg_mu */
+int   local_versions(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key, size_t klen,
+                     tome_alloc_fn alloc, void *actx, tome_bver **out, size_t *n);
+int   local_read(tome_backend *b, const tome_bver *v, uint8_t slot, const void *key, size_t klen,
+                 tome_alloc_fn alloc, void *actx, const void **val_out);
+int   local_cursor_open(tome_backend *b, const tome_snap *s, uint8_t slot, const void *prefix,
+                        size_t plen, tome_bcursor **out);
+int   local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest);
+void  local_cursor_close(tome_bcursor *c);
+
+/* commit.c: the commit path and group commit (backend ops) */
+int   local_sync(tome_backend *b);
+int   local_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, size_t n,
+                   const tome_rset *rs, unsigned flags, uint64_t *seq_out, uint64_t *ts_out);
+
 /* recover.c */
 int  local_recover(local *L);
 /* Scans one log segment from `from`; applies complete commits. */
