@@ -126,6 +126,14 @@ typedef struct tome_options {
      * and empties the trash. */
     uint32_t history_versions;
     uint64_t history_ms;
+    /* Values and keys are read from a read-only memory mapping of the log
+     * segments (the default, 0): a read is a memory access and a checksum,
+     * without a system call or a copy. As with LMDB, a disk that fails to
+     * read a mapped page raises SIGBUS in the reading thread instead of
+     * returning TOME_IO. 1: read with pread (an I/O error is then TOME_IO);
+     * slower. Stores in memory and file layers that cannot map always read
+     * with pread. */
+    int no_mmap;
 } tome_options;
 
 /* Fills *opts with the defaults. Never fails. */

@@ -38,6 +38,8 @@ typedef struct tome_bver {
     uint64_t loc;       /* backend-private: where the value lies */
     uint32_t vlen;
     uint32_t flags;     /* TOME_BVER_REMOVED, backend-private bits above 0xff */
+    const void *rec;    /* backend-private: the record, readable in place
+                           for the snapshot's life, or NULL */
 } tome_bver;
 #define TOME_BVER_REMOVED 0x1u
 
@@ -82,17 +84,25 @@ typedef struct tome_backend_ops {
      * an array allocated with alloc (NULL, 0 when none). */
     int  (*versions)(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key,
                      size_t klen, tome_alloc_fn alloc, void *actx, tome_bver **out, size_t *n);
-    /* Reads and verifies the value of version v of (slot, key); *val_out
-     * points into memory allocated with alloc. */
-    int  (*read)(tome_backend *b, const tome_bver *v, uint8_t slot, const void *key, size_t klen,
-                 tome_alloc_fn alloc, void *actx, const void **val_out);
+    /* Reads and verifies the value of version v of (slot, key), a version
+     * snapshot s saw. *val_out stays valid until s ends: it points into
+     * memory allocated with alloc, or into storage the backend keeps for
+     * the snapshot's life. */
+    int  (*read)(tome_backend *b, const tome_snap *s, const tome_bver *v, uint8_t slot, const void *key,
+                 size_t klen, tome_alloc_fn alloc, void *actx, const void **val_out);
+    /* The value of the newest version of (slot, key) visible to s (memory
+     * as read): versions + read in one step. TOME_NOTFOUND if there is
+     * none or it is a removal. */
+    int  (*newest)(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key, size_t klen,
+                   tome_alloc_fn alloc, void *actx, const void **val_out, size_t *len_out);
     /* Ordered cursor over the keys of slot starting with prefix whose newest
      * version visible to s is not a removal. next gives TOME_NOTFOUND at the
-     * end; the key stays valid until the next call or close; *newest is
-     * that version (for reading the value with read). */
+     * end; the key stays valid until the next call or close, or, when
+     * *stable is set, until s ends; *newest is that version (for reading
+     * the value with read). */
     int  (*cursor_open)(tome_backend *b, const tome_snap *s, uint8_t slot, const void *prefix,
                         size_t plen, tome_bcursor **out);
-    int  (*cursor_next)(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest);
+    int  (*cursor_next)(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable);
     void (*cursor_close)(tome_bcursor *c);
     /* Validates the read set against the commits after s, then writes ops
      * as one commit. TOME_CONFLICT leaves nothing written. flags:

@@ -197,11 +197,39 @@ seg *seg_new(local *L) {
     return s;
 }
 
+const uint8_t *seg_map(local *L, seg *s, uint64_t end) {
+    const uint8_t *m = atomic_load_explicit(&s->map, memory_order_acquire);
+    if (m) return end <= s->map_len ? m : NULL;
+    if (!L->use_map || atomic_load_explicit(&s->map_failed, memory_order_relaxed) || !s->f) return NULL;
+    pthread_mutex_lock(&L->map_mu);
+    m = atomic_load_explicit(&s->map, memory_order_relaxed);
+    if (!m && !atomic_load(&s->map_failed)) {
+        uint64_t size = 0;
+        const void *p = NULL;
+        if (L->vfs->size(s->f, &size) == 0 && size > 0 && L->vfs->map(s->f, size, &p) == 0) {
+            s->map_len = size;
+            m = p;
+            atomic_store_explicit(&s->map, m, memory_order_release);
+        } else {
+            atomic_store(&s->map_failed, 1);
+        }
+    }
+    pthread_mutex_unlock(&L->map_mu);
+    return m && end <= s->map_len ? m : NULL;
+}
+
+void seg_unmap(local *L, seg *s) {
+    const uint8_t *m = atomic_load(&s->map);
+    if (m) L->vfs->unmap(L->vfs, m, s->map_len);
+    atomic_store(&s->map, NULL);
+}
+
 /* Drops a reference; the last one closes the file and, for a segment a
  * merge superseded, removes it. */
 void seg_unref(local *L, seg *s) {
     if (!s) return;
     if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+    seg_unmap(L, s);
     if (s->f) L->vfs->close(s->f);
     if (s->dead && !L->read_only) {
         char *p;
@@ -369,6 +397,7 @@ static void local_free(local *L) {
     tome_keyhash_free(L->kh);
     for (size_t i = 0; i < L->nlive; i++) {
         seg *s = L->live[i];
+        seg_unmap(L, s);
         if (s->f) L->vfs->close(s->f);
         tome_free(s);
     }
@@ -389,6 +418,7 @@ static void local_free(local *L) {
     pthread_cond_destroy(&L->sync_cv);
     pthread_mutex_destroy(&L->reg_mu);
     pthread_mutex_destroy(&L->merge_mu);
+    pthread_mutex_destroy(&L->map_mu);
     tome_free(L);
 }
 
@@ -416,6 +446,7 @@ static const tome_backend_ops local_ops = {
     .snap_end = local_snap_end,
     .versions = local_versions,
     .read = local_read,
+    .newest = local_newest,
     .cursor_open = local_cursor_open,
     .cursor_next = local_cursor_next,
     .cursor_close = local_cursor_close,
@@ -458,6 +489,7 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
     pthread_cond_init(&L->sync_cv, NULL);
     pthread_mutex_init(&L->reg_mu, NULL);
     pthread_mutex_init(&L->merge_mu, NULL);
+    pthread_mutex_init(&L->map_mu, NULL);
     L->reg.next = L->reg.prev = &L->reg;
     L->sync_mode = o->sync;
     L->read_only = o->read_only;
@@ -485,6 +517,7 @@ int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_i
     } else {
         tome_vfs *tv = atomic_load(&g_test_vfs);
         L->vfs = tv ? tv : tome_vfs_posix();
+        L->use_map = !o->no_mmap && L->vfs->map && L->vfs->unmap;
         L->dir = tome_strndup(path, strlen(path));
         if (!L->dir) {
             rc = tome_err(db, TOME_NOMEM, "out of memory");

@@ -6,6 +6,7 @@
  *
  * Locks, always taken in this order (never the reverse):
  *   merge_mu  -> commit_mu -> ix_lock (rwlock) -> reg_mu
+ *   ix_lock -> map_mu (seg_map creates a segment's mapping)
  *   sync_mu is never held while taking commit_mu.
  */
 #ifndef TOME_LOCAL_H
@@ -76,6 +77,11 @@ typedef struct seg {
     atomic_int refs;      /* the table's reference + readers in flight */
     int        dead;      /* superseded by a merge: unlink at last unref */
     char       name[48];
+    /* Read-only mapping of the file's first map_len bytes, made at the
+     * first read (seg_map); map_len is set before map is published. */
+    _Atomic(const uint8_t *) map;
+    uint64_t   map_len;
+    atomic_int map_failed;   /* mapping is not possible: use pread */
 } seg;
 
 /* ---- recent commits, for validation ---- */
@@ -100,6 +106,11 @@ typedef struct snap_reg {
     struct snap_reg *prev, *next;
     uint64_t seq;
     uint64_t horizon;
+    /* Segments this snapshot holds a reference to, because values or keys
+     * handed out point into their mappings (read.c). Touched only by the
+     * thread using the transaction; released by snap_end. */
+    seg    **pins;
+    uint32_t npins, pincap;
 } snap_reg;
 
 /* ---- the engine ---- */
@@ -154,12 +165,33 @@ typedef struct local {
 
     pthread_mutex_t merge_mu;
 
+    /* mapped reads (read.c): 0 when the vfs cannot map or the options say
+     * no; map_mu serialises the creation of mappings */
+    int       use_map;
+    pthread_mutex_t map_mu;
+
     /* recovery notes (for tome_check) */
     int       no_index;    /* scan the whole log, ignore INDEX */
     int       index_used;  /* INDEX was loaded */
     int       torn;        /* a torn tail was found (and cut unless read-only) */
     uint64_t  torn_off;
     char      torn_seg[48];
+
+    /* group commit (commit.c), under sync_mu; all zero at open. gc_written
+     * is the newest commit written, in segment gc_seg ending at gc_off. A
+     * sync is a ticket: claimed (covering every commit written so far, up
+     * to gc_cover), run outside the locks, published in ticket order. */
+    uint64_t  gc_written, gc_off, gc_cover;
+    seg      *gc_seg;
+    uint64_t  gc_next, gc_pub;   /* next ticket to claim, to publish */
+    struct gc_ticket {
+        uint64_t target, off;    /* newest seq covered; segment offset synced */
+        seg     *s;              /* the segment (a reference), or NULL */
+        int      done, err;      /* finished; its error (-errno) */
+    } gc_ring[8];
+    struct gc_waiter *gc_waiters; /* threads waiting for durability */
+    int       gc_failed;         /* a log sync failed: nothing is published again */
+    int       gc_drain;          /* local_rotate waits for a ticket (sync_cv) */
 } local;
 
 int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_index, tome_backend **out);
@@ -180,6 +212,10 @@ int   ix_reset(local *L);                   /* frees every entry; empty index */
 int   local_rotate(local *L);   /* under commit_mu: seal the active segment */
 seg  *seg_new(local *L);
 void  seg_unref(local *L, seg *s);
+/* The segment's mapping if it covers [0, end), else NULL (read with pread).
+ * Maps the file at the first call. Caller holds a reference or ix_lock. */
+const uint8_t *seg_map(local *L, seg *s, uint64_t end);
+void  seg_unmap(local *L, seg *s);   /* at the segment's end */
 int   seg_table_add(local *L, seg *s);   /* under ix_lock (write) or before use */
 int   seg_table_reserve(local *L);       /* room for one more id */
 void  seg_name(char *out, size_t n, int merged, uint64_t lo, uint64_t hi);
@@ -209,11 +245,13 @@ void  local_snap_end(tome_backend *b, tome_snap *s);
 uint64_t local_reg_min(local *L);   /* oldest open snapshot seq, under reg_mu */
 int   local_versions(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key, size_t klen,
                      tome_alloc_fn alloc, void *actx, tome_bver **out, size_t *n);
-int   local_read(tome_backend *b, const tome_bver *v, uint8_t slot, const void *key, size_t klen,
-                 tome_alloc_fn alloc, void *actx, const void **val_out);
+int   local_read(tome_backend *b, const tome_snap *s, const tome_bver *v, uint8_t slot, const void *key,
+                 size_t klen, tome_alloc_fn alloc, void *actx, const void **val_out);
+int   local_newest(tome_backend *b, const tome_snap *s, uint8_t slot, const void *key, size_t klen,
+                   tome_alloc_fn alloc, void *actx, const void **val_out, size_t *len_out);
 int   local_cursor_open(tome_backend *b, const tome_snap *s, uint8_t slot, const void *prefix,
                         size_t plen, tome_bcursor **out);
-int   local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest);
+int   local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable);
 void  local_cursor_close(tome_bcursor *c);
 
 /* commit.c: the commit path and group commit (backend ops) */

@@ -63,6 +63,14 @@ struct tome_vfs {
     uint64_t (*now_ms)(tome_vfs *vfs);
     /* Frees the vfs itself (NULL for static ones). */
     void    (*destroy)(tome_vfs *vfs);
+    /* Optional (NULL: not supported; the library then reads with pread).
+     * map: maps the first len bytes of f read-only and shared (it sees
+     * later writes to f), *out the address. The mapping outlives f's close
+     * until unmap. Reading a mapped byte that the file no longer holds, or
+     * whose page the disk fails to read, raises SIGBUS: the library maps
+     * only what it will not truncate (see docs/DESIGN.md, "Reads"). */
+    int     (*map)(tome_file *f, uint64_t len, const void **out);
+    void    (*unmap)(tome_vfs *vfs, const void *p, uint64_t len);
 };
 
 /* The process-wide POSIX vfs (static; destroy is NULL). */

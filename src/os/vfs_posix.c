@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -290,6 +291,21 @@ static uint64_t px_now_ms(tome_vfs *vfs) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Read-only shared mapping; the kernel's page cache is the same one that
+ * pwritev fills, so later writes show through. */
+static int px_map(tome_file *f, uint64_t len, const void **out) {
+    if (len == 0 || len > (uint64_t)SIZE_MAX) return -EINVAL;
+    void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_SHARED, PF(f)->fd, 0);
+    if (p == MAP_FAILED) return neg_errno();
+    *out = p;
+    return 0;
+}
+
+static void px_unmap(tome_vfs *vfs, const void *p, uint64_t len) {
+    (void)vfs;
+    if (p) munmap((void *)(uintptr_t)p, (size_t)len);
+}
+
 static tome_vfs g_posix_vfs = {
     .name = "posix",
     .open = px_open,
@@ -309,6 +325,8 @@ static tome_vfs g_posix_vfs = {
     .sync_dir = px_sync_dir,
     .now_ms = px_now_ms,
     .destroy = NULL,
+    .map = px_map,
+    .unmap = px_unmap,
 };
 
 tome_vfs *tome_vfs_posix(void) { return &g_posix_vfs; }

@@ -105,6 +105,7 @@ struct tome_iter {
     const uint8_t *bk;      /* current backend key, or NULL */
     size_t bklen;
     tome_bver bv;           /* its newest visible version */
+    int bstable;            /* bk stays valid until the transaction ends */
     /* what tome_iter_next returned last, for tome_iter_value */
     const uint8_t *cur_key;
     size_t cur_klen;
@@ -292,7 +293,7 @@ static int committed(tome_txn *t, uint8_t slot, const void *key, size_t klen, to
 static int read_ver(tome_txn *t, const tome_bver *v, uint8_t slot, const void *key, size_t klen,
                     const void **val, size_t *len) {
     tome_backend *b = t->db->b;
-    int rc = b->ops->read(b, v, slot, key, klen, arena_alloc, &t->arena, val);
+    int rc = b->ops->read(b, &t->snap, v, slot, key, klen, arena_alloc, &t->arena, val);
     if (!rc) *len = v->vlen;
     return rc;
 }
@@ -300,14 +301,10 @@ static int read_ver(tome_txn *t, const tome_bver *v, uint8_t slot, const void *k
 /* A read-only transaction (tome_begin_at, or a read-only handle) can never
  * commit a write, so it needs no read set and no cache: its reads go
  * straight to the snapshot, saving a hash insert per read. */
-static int ro_newest(tome_txn *t, uint8_t slot, const void *key, size_t klen, const void **val_out,
+static int newest_value(tome_txn *t, uint8_t slot, const void *key, size_t klen, const void **val_out,
                      size_t *len_out) {
-    tome_bver *v;
-    size_t n;
-    int rc = committed(t, slot, key, klen, &v, &n);
-    if (rc) return rc;
-    if (n == 0 || (v[n - 1].flags & TOME_BVER_REMOVED)) return TOME_NOTFOUND;
-    return read_ver(t, &v[n - 1], slot, key, klen, val_out, len_out);
+    tome_backend *b = t->db->b;
+    return b->ops->newest(b, &t->snap, slot, key, klen, arena_alloc, &t->arena, val_out, len_out);
 }
 
 /* What every point read does first: check the arguments, and enter the key
@@ -330,7 +327,7 @@ int tome_get(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const
              size_t *val_len_out) {
     if (txn && txn->readonly && val_out && val_len_out && (key || !key_len)) {
         if (key_len > TOME_MAX_KEY_LEN) return TOME_NOTFOUND;
-        return ro_newest(txn, slot, key, key_len, val_out, val_len_out);
+        return newest_value(txn, slot, key, key_len, val_out, val_len_out);
     }
     tkey *k;
     int rc = point_read(txn, slot, key, key_len, val_out, val_len_out, &k);
@@ -342,17 +339,9 @@ int tome_get(tome_txn *txn, uint8_t slot, const void *key, size_t key_len, const
         return 0;
     }
     if (!(k->flags & TK_CACHED)) {
-        tome_bver *v;
-        size_t n;
-        rc = committed(txn, slot, key, key_len, &v, &n);
-        if (rc) return rc;
-        if (n == 0 || (v[n - 1].flags & TOME_BVER_REMOVED)) {
-            k->crc = TOME_NOTFOUND;
-        } else {
-            rc = read_ver(txn, &v[n - 1], slot, key, key_len, &k->cval, &k->cvlen);
-            if (rc) return rc;
-            k->crc = 0;
-        }
+        rc = newest_value(txn, slot, key, key_len, &k->cval, &k->cvlen);
+        if (rc && rc != TOME_NOTFOUND) return rc;
+        k->crc = rc;
         k->flags |= TK_CACHED;
     }
     if (k->crc) return k->crc;
@@ -571,7 +560,7 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
 static int bc_advance(tome_iter *it) {
     if (it->bdone) return 0;
     tome_backend *b = it->txn->db->b;
-    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen, &it->bv);
+    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen, &it->bv, &it->bstable);
     if (rc == TOME_NOTFOUND) {
         it->bdone = 1;
         it->bk = NULL;
@@ -583,9 +572,9 @@ static int bc_advance(tome_iter *it) {
 int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
     if (!it || !key_out || !key_len_out) return TOME_INVALID;
     int rc;
-    if (!it->bstarted) {
-        it->bstarted = 1;
+    if (!it->bstarted) { /* started only once the first fetch worked */
         if ((rc = bc_advance(it)) != 0) return rc;
+        it->bstarted = 1;
     }
     for (;;) {
         const pwrite *pwr = it->ipw < it->npw ? &it->pw[it->ipw] : NULL;
@@ -594,22 +583,29 @@ int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
         const uint8_t *k;
         size_t kl;
         int c = !p ? 1 : it->bdone ? -1 : bytes_cmp(p->key, p->klen, it->bk, it->bklen);
+        /* A failed bc_advance (out of memory) leaves the iteration where
+         * it was: the same call again goes on from there. */
         if (c <= 0) { /* the pending write decides */
-            it->ipw++;
             if (c == 0 && (rc = bc_advance(it)) != 0) return rc;
+            it->ipw++;
             if (pwr->removed) continue;
             k = p->key;
             kl = p->klen;
             it->cur_pending = p;
         } else {
-            uint8_t *copy = arena_alloc(&it->txn->arena, it->bklen);
-            if (!copy) return tome_err(it->txn->db, TOME_NOMEM, "out of memory");
-            if (it->bklen) memcpy(copy, it->bk, it->bklen);
-            k = copy;
+            if (it->bstable) {
+                k = it->bk;
+            } else {
+                uint8_t *copy = arena_alloc(&it->txn->arena, it->bklen);
+                if (!copy) return tome_err(it->txn->db, TOME_NOMEM, "out of memory");
+                if (it->bklen) memcpy(copy, it->bk, it->bklen);
+                k = copy;
+            }
             kl = it->bklen;
-            it->cur_pending = NULL;
-            it->cur_ver = it->bv;
+            tome_bver bv = it->bv;
             if ((rc = bc_advance(it)) != 0) return rc;
+            it->cur_pending = NULL;
+            it->cur_ver = bv;
         }
         it->cur_key = k;
         it->cur_klen = kl;
