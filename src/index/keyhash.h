@@ -23,6 +23,9 @@ tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *
 int tome_keyhash_reserve(tome_keyhash *kh, size_t more);
 /* Adds e (not present yet). 0 or TOME_NOMEM (unchanged). */
 int tome_keyhash_insert(tome_keyhash *kh, tome_entry *e);
+/* Adds e[0..n), none present yet, after tome_keyhash_reserve(kh, n).
+ * Never fails. */
+void tome_keyhash_insert_many(tome_keyhash *kh, tome_entry *const *e, size_t n);
 /* Removes e if present. Never fails. */
 void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e);
 

@@ -41,7 +41,7 @@ tome_entry *entry_new(uint8_t slot, const void *key, size_t klen) {
     memset(e, 0, sizeof *e);
     e->slot = slot;
     e->klen = (uint16_t)klen;
-    if (klen) memcpy(e->key, key, klen);
+    if (klen && key) memcpy(e->key, key, klen); /* NULL: the caller fills it */
     return e;
 }
 
@@ -123,6 +123,19 @@ int ix_append(local *L, tome_entry *e) {
     if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
     if (tome_index_append(L->ix, e) != 0) return TOME_NOMEM;
     if (L->kh) tome_keyhash_insert(L->kh, e);
+    return 0;
+}
+
+int ix_build(local *L, tome_entry **ents, size_t n) {
+    if (L->kh && tome_keyhash_reserve(L->kh, n) != 0) return TOME_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (tome_index_append(L->ix, ents[i]) != 0) {
+            /* give the entries back: drop the tree's nodes only */
+            tome_index_free(L->ix, NULL, NULL);
+            L->ix = tome_index_new();
+            return TOME_NOMEM;
+        }
+    if (L->kh) tome_keyhash_insert_many(L->kh, ents, n);
     return 0;
 }
 

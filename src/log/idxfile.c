@@ -17,11 +17,41 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define IDX_MAGIC   "TOMEIDX1"
+#define IDX_MAGIC   "TOMEIDX2"
 #define IDX_END     "TOMEIEND"
 #define IDX_HDR     104
 #define IDX_SEGREC  32
-#define IDX_VERREC  36
+#define IDX_VERSION 2
+#define IDX_MAXVAR  10   /* bytes of the longest varint */
+
+/* Varints: 7 bits per byte, least significant group first, the high bit set
+ * on every byte but the last (LEB128). */
+static size_t var_put(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Reads a varint at *q (below end); 0 if it runs past end or is too long. */
+static int var_get(const uint8_t **q, const uint8_t *end, uint64_t *out) {
+    uint64_t v = 0;
+    const uint8_t *p = *q;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (p == end) return 0;
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *q = p;
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
 
 /* ---- writing ---- */
 
@@ -73,36 +103,48 @@ int idxfile_write(local *L) {
     pthread_mutex_lock(&L->reg_mu);
     uint64_t ctab_base = L->ctab_base, ctab_n = L->ctab_n;
     for (uint64_t i = 0; i < ctab_n && !rc; i++) rc = put_u64(&b, L->ctab[i]);
-    pthread_mutex_unlock(&L->reg_mu);
-    /* entries */
+    /* entries (encoding: docs/FORMAT.md, "Index file") */
     tome_index_cursor c;
+    const tome_entry *prev = NULL;
     for (tome_entry *e = tome_index_first(L->ix, &c); e && !rc; e = tome_index_next(&c)) {
         if (e->nver == 0) continue;
-        uint8_t eh[8];
-        eh[0] = e->slot;
-        eh[1] = 0;
-        tome_put16(eh + 2, e->klen);
-        tome_put32(eh + 4, e->nver);
-        rc = put_bytes(&b, eh, 8);
-        if (!rc) rc = put_bytes(&b, e->key, e->klen);
+        uint8_t eh[3 * IDX_MAXVAR + 1];
+        size_t n = 0, shared = 0;
+        int new_slot = !prev || prev->slot != e->slot;
+        if (!new_slot) {
+            size_t m = prev->klen < e->klen ? prev->klen : e->klen;
+            while (shared < m && prev->key[shared] == e->key[shared]) shared++;
+        }
+        n += var_put(eh + n, ((uint64_t)(e->klen - shared) << 1) | (uint64_t)new_slot);
+        if (new_slot) eh[n++] = e->slot;
+        else n += var_put(eh + n, shared);
+        n += var_put(eh + n, e->nver);
+        rc = put_bytes(&b, eh, n);
+        if (!rc) rc = put_bytes(&b, e->key + shared, e->klen - shared);
         const tome_ver *v = tome_entry_vers(e);
+        uint64_t pseq = 0;
         for (uint32_t k = 0; k < e->nver && !rc; k++) {
-            uint8_t vr[IDX_VERREC];
+            uint8_t vr[5 * IDX_MAXVAR];
             long pos = live_pos(L, TOME_LOC_SEG(v[k].loc));
             if (pos < 0) {
                 rc = tome_err(L->base.db, TOME_CORRUPT, "index version in no live segment");
                 break;
             }
-            tome_put64(vr, v[k].seq);
-            tome_put64(vr + 8, v[k].ts);
-            tome_put64(vr + 16, TOME_LOC_OFF(v[k].loc));
-            tome_put32(vr + 24, (uint32_t)pos);
-            tome_put32(vr + 28, v[k].vlen);
-            tome_put32(vr + 32, v[k].flags);
-            rc = put_bytes(&b, vr, IDX_VERREC);
+            uint64_t s = v[k].seq;
+            int ts_given = !(s >= ctab_base && s - ctab_base < ctab_n && L->ctab[s - ctab_base] == v[k].ts);
+            size_t vn = var_put(vr, ((s - pseq) << 2) | ((v[k].flags & TOME_VER_REMOVED) ? 2u : 0u) |
+                                        (uint64_t)ts_given);
+            if (ts_given) vn += var_put(vr + vn, v[k].ts);
+            vn += var_put(vr + vn, (uint64_t)pos);
+            vn += var_put(vr + vn, TOME_LOC_OFF(v[k].loc));
+            vn += var_put(vr + vn, v[k].vlen);
+            rc = put_bytes(&b, vr, vn);
+            pseq = s;
         }
+        prev = e;
         nent++;
     }
+    pthread_mutex_unlock(&L->reg_mu);
     uint64_t last_seq = L->last_seq, last_ts = L->last_ts;
     uint64_t horizon = atomic_load(&L->horizon);
     if (act) atomic_fetch_add(&act->refs, 1);
@@ -113,7 +155,7 @@ int idxfile_write(local *L) {
     uint32_t bcrc = tome_crc32c(0, b.p + IDX_HDR, b.len - IDX_HDR);
     if ((rc = put_u32(&b, bcrc)) != 0 || (rc = put_bytes(&b, IDX_END, 8)) != 0) goto out;
     memcpy(hdr, IDX_MAGIC, 8);
-    tome_put32(hdr + 8, FORMAT_VERSION);
+    tome_put32(hdr + 8, IDX_VERSION);
     tome_put64(hdr + 16, nseg);
     tome_put64(hdr + 24, nent);
     tome_put64(hdr + 32, act ? act->lo : 0);
@@ -190,6 +232,8 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
     if (e) return 0; /* absent or unreadable: scan the log */
     uint64_t fsize = 0;
     uint8_t *p = NULL;
+    tome_entry **ents = NULL; /* decoded entries not yet in the index */
+    size_t n_ents = 0;
     int ok = 0;
     if (L->vfs->size(f, &fsize) != 0 || fsize < IDX_HDR + 12 || fsize > (UINT64_C(1) << 40)) goto done;
     p = tome_malloc((size_t)fsize);
@@ -199,7 +243,7 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
     }
     if (L->vfs->pread(f, p, (size_t)fsize, 0) != (int64_t)fsize) goto done;
     if (memcmp(p, IDX_MAGIC, 8) || tome_get32(p + 96) != tome_crc32c(0, p, 96) ||
-        tome_get32(p + 8) != FORMAT_VERSION || tome_get64(p + 88) != fsize ||
+        tome_get32(p + 8) != IDX_VERSION || tome_get64(p + 88) != fsize ||
         memcmp(p + fsize - 8, IDX_END, 8) ||
         tome_get32(p + fsize - 12) != tome_crc32c(0, p + IDX_HDR, (size_t)fsize - 12 - IDX_HDR))
         goto done;
@@ -236,6 +280,7 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
     }
     /* commit timestamps */
     if (ctab_base == 0 || (uint64_t)(end - q) / 8 < ctab_n) goto done;
+    size_t ctab_off = (size_t)(q - p);
     for (uint64_t i = 0; i < ctab_n; i++, q += 8)
         if (ctab_base + i >= L->ctab_base && ctab_set(L, ctab_base + i, tome_get64(q)) != 0) {
             reset_index(L);
@@ -243,51 +288,65 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
             tome_free(p);
             return TOME_NOMEM;
         }
-    /* entries, in index order (the key hash sized once, not grown) */
-    if (L->kh && nent <= (uint64_t)(end - q) / 8 && tome_keyhash_reserve(L->kh, (size_t)nent) != 0) goto nomem;
-    tome_entry *prev = NULL;
+    /* entries, in index order: decoded into one array, then the tree is
+     * built bottom-up and the key hash filled in one pass (sized once) */
+    if (nent > (uint64_t)(end - q) / 4) goto bad; /* an entry takes at least 4 bytes */
+    ents = tome_malloc((nent ? nent : 1) * sizeof *ents);
+    if (!ents) goto nomem;
+    const tome_entry *prev = NULL;
     for (uint64_t i = 0; i < nent; i++) {
-        if (end - q < 8) goto bad;
-        uint8_t slot = q[0];
-        uint16_t klen = tome_get16(q + 2);
-        uint32_t nver = tome_get32(q + 4);
-        q += 8;
-        if (nver == 0 || (size_t)(end - q) < klen || (uint64_t)(end - q - klen) / IDX_VERREC < nver) goto bad;
-        if (prev && tome_entry_cmp(slot, q, klen, prev) <= 0) goto bad;
-        tome_entry *en = entry_new(slot, q, klen);
+        uint64_t a, shared = 0, nver, slot;
+        if (!var_get(&q, end, &a)) goto bad;
+        int new_slot = (int)(a & 1);
+        uint64_t suffix = a >> 1;
+        if (new_slot) {
+            if (q == end) goto bad;
+            slot = *q++;
+            if (prev && slot <= prev->slot) goto bad;
+        } else {
+            if (!prev || !var_get(&q, end, &shared) || shared > prev->klen) goto bad;
+            slot = prev->slot;
+        }
+        if (!var_get(&q, end, &nver) || nver == 0 || nver > (uint64_t)(end - q) / 4 ||
+            suffix > (uint64_t)(end - q) || shared + suffix > TOME_MAX_KEY_LEN)
+            goto bad;
+        size_t klen = (size_t)(shared + suffix);
+        tome_entry *en = entry_new((uint8_t)slot, NULL, klen);
         if (!en) goto nomem;
-        q += klen;
-        if (nver > 1 && entry_reserve(en, nver) != 0) {
-            entry_free(en, NULL);
-            goto nomem;
-        }
+        ents[n_ents++] = en;
+        if (shared) memcpy(en->key, prev->key, (size_t)shared);
+        if (suffix) memcpy(en->key + shared, q, (size_t)suffix);
+        q += suffix;
+        if (prev && !new_slot && tome_entry_cmp(en->slot, en->key, en->klen, prev) <= 0) goto bad;
+        if (nver > 1 && entry_reserve(en, (uint32_t)nver) != 0) goto nomem;
         uint64_t prevseq = 0;
-        for (uint32_t k = 0; k < nver; k++, q += IDX_VERREC) {
-            tome_ver v;
-            v.seq = tome_get64(q);
-            v.ts = tome_get64(q + 8);
-            uint64_t off = tome_get64(q + 16);
-            uint32_t pos = tome_get32(q + 24);
-            v.vlen = tome_get32(q + 28);
-            v.flags = tome_get32(q + 32);
-            if (pos >= nseg || v.seq <= prevseq || v.seq > last_seq || off > MAX_SEGMENT_OFF ||
-                (v.flags & ~(TOME_VER_REMOVED | TOME_VER_MERGED)) ||
-                ((v.flags & TOME_VER_MERGED) != 0) != (L->live[pos]->merged != 0) ||
-                off + REC_HDR_SIZE + klen + v.vlen > L->live[pos]->size) {
-                entry_free(en, NULL);
+        for (uint64_t k = 0; k < nver; k++) {
+            uint64_t sv, ts = 0, pos, off, vlen;
+            if (!var_get(&q, end, &sv) || ((sv & 1) && !var_get(&q, end, &ts)) || !var_get(&q, end, &pos) ||
+                !var_get(&q, end, &off) || !var_get(&q, end, &vlen))
                 goto bad;
+            tome_ver v;
+            v.seq = prevseq + (sv >> 2);
+            if (!(sv & 1)) {
+                if (v.seq < ctab_base || v.seq - ctab_base >= ctab_n) goto bad;
+                ts = tome_get64(p + ctab_off + 8 * (v.seq - ctab_base));
             }
-            prevseq = v.seq;
+            v.ts = ts;
+            if (pos >= nseg || (sv >> 2) == 0 || v.seq > last_seq || off > MAX_SEGMENT_OFF ||
+                vlen > TOME_MAX_VALUE_LEN || off + REC_HDR_SIZE + klen + vlen > L->live[pos]->size)
+                goto bad;
+            v.vlen = (uint32_t)vlen;
+            v.flags = ((sv & 2) ? TOME_VER_REMOVED : 0) | (L->live[pos]->merged ? TOME_VER_MERGED : 0);
             v.loc = TOME_LOC(L->live[pos]->id, off);
+            prevseq = v.seq;
             entry_push(en, &v);
-        }
-        if (ix_append(L, en) != 0) {
-            entry_free(en, NULL);
-            goto nomem;
         }
         L->nversions += nver;
         prev = en;
     }
+    if (q != end) goto bad;
+    if (ix_build(L, ents, n_ents) != 0) goto nomem;
+    n_ents = 0; /* the index owns them now */
     if (q != end) goto bad;
     L->last_seq = last_seq;
     L->last_ts = last_ts;
@@ -301,18 +360,14 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
     ok = 1;
     goto done;
 nomem:
-    reset_index(L);
-    L->vfs->close(f);
-    tome_free(p);
-    return TOME_NOMEM;
+    ok = TOME_NOMEM;
 bad:
+    for (size_t i = 0; i < n_ents; i++) entry_free(ents[i], NULL);
+    n_ents = 0;
     reset_index(L);
-    if (!L->ix || !L->kh) {
-        L->vfs->close(f);
-        tome_free(p);
-        return TOME_NOMEM;
-    }
+    if (!L->ix || !L->kh) ok = TOME_NOMEM;
 done:
+    tome_free(ents);
     L->vfs->close(f);
     tome_free(p);
     return ok;

@@ -192,6 +192,9 @@ typedef struct local {
     struct gc_waiter *gc_waiters; /* threads waiting for durability */
     int       gc_failed;         /* a log sync failed: nothing is published again */
     int       gc_drain;          /* local_rotate waits for a ticket (sync_cv) */
+    /* the newest recent commits by seq, rc_ring[seq % 256] (commit_mu) */
+    rc_entry *rc_ring[256];
+    int gc_lingered;
 } local;
 
 int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_index, tome_backend **out);
@@ -205,6 +208,9 @@ void tome_local_test_vfs(tome_vfs *vfs);
 tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen);
 int   ix_insert(local *L, tome_entry *e);   /* 0 or TOME_NOMEM (unchanged) */
 int   ix_append(local *L, tome_entry *e);   /* sorted bulk load */
+/* Fills the empty index with ents[0..n), strictly increasing. 0, or
+ * TOME_NOMEM with the index empty and the entries still the caller's. */
+int   ix_build(local *L, tome_entry **ents, size_t n);
 void  ix_remove(local *L, tome_entry *e);   /* does not free e */
 int   ix_reset(local *L);                   /* frees every entry; empty index */
 
