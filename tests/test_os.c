@@ -757,4 +757,44 @@ TT_TEST(posix_lock_against_another_process) {
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* The slab allocator (src/os/slab.c): blocks of every class and some past
+ * the largest, filled with a pattern, freed in a scrambled order while the
+ * others keep their bytes; freed blocks are reused; after the last free
+ * every chunk is returned (the allocation hooks count them). */
+static long g_slab_live;
+static void *slab_h_malloc(size_t n) { g_slab_live++; return malloc(n); }
+static void *slab_h_realloc(void *p, size_t n) { if (!p) g_slab_live++; return realloc(p, n); }
+static void slab_h_free(void *p) { if (p) g_slab_live--; free(p); }
+
+TT_TEST(slab_blocks_keep_their_bytes_and_chunks_go_back) {
+    static const tome_alloc_hooks h = {slab_h_malloc, slab_h_realloc, slab_h_free};
+    enum { N = 5000 };
+    static unsigned char *blk[N];
+    static size_t len[N];
+    g_slab_live = 0;
+    tome_alloc_set_hooks(&h);
+    for (size_t i = 0; i < N; i++) {
+        len[i] = 1 + (i * 37) % 700; /* classes 8..512 and larger blocks */
+        blk[i] = tome_slab_alloc(len[i]);
+        if (!blk[i]) break;
+        CHECK_EQ((uintptr_t)blk[i] % 8, 0);
+        memset(blk[i], (int)(i & 0xff), len[i]);
+    }
+    for (size_t r = 0; r < N; r++) {
+        size_t i = (r * 2654435761u) % N; /* N is not a multiple of that: a permutation */
+        CHECK(blk[i] != NULL);
+        for (size_t j = 0; j < len[i]; j++)
+            if (blk[i][j] != (unsigned char)(i & 0xff)) TT_FAIL_("block %zu byte %zu changed", i, j);
+        if (r == N / 2) { /* freed blocks are reused */
+            void *p = tome_slab_alloc(len[i]);
+            CHECK(p != NULL);
+            tome_slab_free(p, len[i]);
+        }
+        tome_slab_free(blk[i], len[i]);
+        blk[i] = NULL;
+    }
+    tome_alloc_set_hooks(NULL);
+    CHECK_EQ(g_slab_live, 0);
+}
+
 TT_MAIN()

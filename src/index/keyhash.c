@@ -3,12 +3,16 @@
  * ordered B+tree, so that point lookups cost one probe instead of a tree
  * descent.
  *
- * How it works: open addressing with linear probing over a power-of-two
- * array of 8-byte cells. A cell holds the entry pointer in its low 48 bits
- * and a 16-bit tag (the top bits of the key's hash) in its high bits, so a
- * probe that meets another key is rejected without touching that entry's
- * memory. The table grows (doubling, with a full rehash) past 3/4 full;
- * removal uses backward-shift deletion, so there are no tombstones.
+ * How it works: open addressing with linear probing over an array of 8-byte
+ * cells. A cell holds the entry pointer in its low 48 bits and a 16-bit tag
+ * (the top bits of the key's hash) in its high bits, so a probe that meets
+ * another key is rejected without touching that entry's memory. A key's
+ * home cell is the low 32 bits of its hash scaled to the capacity
+ * ((h32 * cap) >> 32), so the capacity need not be a power of two: a table
+ * reserved for n keys (loading the index file) gets n / 0.7 cells, about 11
+ * bytes per key instead of up to 16 with doubling. Past 4/5 full it grows
+ * by half, with a full rehash; removal uses backward-shift deletion, so
+ * there are no tombstones.
  *
  * What if a pointer does not fit in 48 bits? On x86-64 and AArch64 user
  * space addresses do; kh_new refuses to work (returns NULL) on a platform
@@ -38,6 +42,8 @@ static uint64_t key_hash(uint8_t slot, const void *key, size_t klen) {
 }
 
 static uint64_t tag_of(uint64_t h) { return h & ~PTR_MASK; }
+static size_t home_of(uint64_t h, size_t cap) { return (size_t)(((h & 0xffffffffu) * (uint64_t)cap) >> 32); }
+static size_t next_of(size_t i, size_t cap) { return i + 1 == cap ? 0 : i + 1; }
 
 tome_keyhash *tome_keyhash_new(void) {
     tome_keyhash *kh = tome_calloc(1, sizeof *kh);
@@ -65,8 +71,8 @@ size_t tome_keyhash_memory(const tome_keyhash *kh) { return kh ? kh->cap * sizeo
 
 tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *key, size_t klen) {
     uint64_t h = key_hash(slot, key, klen), tag = tag_of(h);
-    size_t mask = kh->cap - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+    size_t cap = kh->cap;
+    for (size_t i = home_of(h, cap);; i = next_of(i, cap)) {
         uint64_t c = kh->cells[i];
         if (!c) return NULL;
         if ((c & ~PTR_MASK) != tag) continue;
@@ -77,16 +83,18 @@ tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *
 
 static void place(uint64_t *cells, size_t cap, tome_entry *e) {
     uint64_t h = key_hash(e->slot, e->key, e->klen);
-    size_t mask = cap - 1, i = (size_t)h & mask;
-    while (cells[i]) i = (i + 1) & mask;
+    size_t i = home_of(h, cap);
+    while (cells[i]) i = next_of(i, cap);
     cells[i] = tag_of(h) | ((uint64_t)(uintptr_t)e & PTR_MASK);
 }
 
 /* Makes room for one more entry. 0 or TOME_NOMEM (table unchanged). */
 int tome_keyhash_reserve(tome_keyhash *kh, size_t more) {
-    if ((kh->n + more) * 4 <= kh->cap * 3) return 0;
-    size_t nc = kh->cap;
-    while ((kh->n + more) * 4 > nc * 3) nc *= 2;
+    size_t need = kh->n + more;
+    if (need <= kh->cap / 5 * 4) return 0;
+    size_t nc = kh->cap + kh->cap / 2;
+    if (nc / 10 * 7 < need) nc = need / 7 * 10 + 16;
+    if (nc > UINT32_MAX) return TOME_NOMEM; /* home_of scales 32-bit hashes */
     uint64_t *cells = tome_calloc(nc, sizeof *cells);
     if (!cells) return TOME_NOMEM;
     for (size_t i = 0; i < kh->cap; i++)
@@ -112,17 +120,17 @@ int tome_keyhash_insert(tome_keyhash *kh, tome_entry *e) {
 void tome_keyhash_insert_many(tome_keyhash *kh, tome_entry *const *e, size_t n) {
     enum { GROUP = 16 };
     uint64_t h[GROUP];
-    size_t mask = kh->cap - 1;
+    size_t cap = kh->cap;
     for (size_t base = 0; base < n; base += GROUP) {
         size_t m = n - base < GROUP ? n - base : GROUP;
         for (size_t j = 0; j < m; j++) {
             const tome_entry *x = e[base + j];
             h[j] = key_hash(x->slot, x->key, x->klen);
-            __builtin_prefetch(&kh->cells[(size_t)h[j] & mask], 1);
+            __builtin_prefetch(&kh->cells[home_of(h[j], cap)], 1);
         }
         for (size_t j = 0; j < m; j++) {
-            size_t i = (size_t)h[j] & mask;
-            while (kh->cells[i]) i = (i + 1) & mask;
+            size_t i = home_of(h[j], cap);
+            while (kh->cells[i]) i = next_of(i, cap);
             kh->cells[i] = tag_of(h[j]) | ((uint64_t)(uintptr_t)e[base + j] & PTR_MASK);
         }
         kh->n += m;
@@ -130,10 +138,10 @@ void tome_keyhash_insert_many(tome_keyhash *kh, tome_entry *const *e, size_t n) 
 }
 
 void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e) {
-    size_t mask = kh->cap - 1;
+    size_t cap = kh->cap;
     uint64_t h = key_hash(e->slot, e->key, e->klen);
-    size_t i = (size_t)h & mask;
-    for (;; i = (i + 1) & mask) {
+    size_t i = home_of(h, cap);
+    for (;; i = next_of(i, cap)) {
         uint64_t c = kh->cells[i];
         if (!c) return; /* not present */
         if ((const tome_entry *)(uintptr_t)(c & PTR_MASK) == e) break;
@@ -143,14 +151,14 @@ void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e) {
     for (;;) {
         kh->cells[i] = 0;
         for (;;) {
-            j = (j + 1) & mask;
+            j = next_of(j, cap);
             uint64_t c = kh->cells[j];
             if (!c) {
                 kh->n--;
                 return;
             }
             tome_entry *x = (tome_entry *)(uintptr_t)(c & PTR_MASK);
-            size_t home = (size_t)key_hash(x->slot, x->key, x->klen) & mask;
+            size_t home = home_of(key_hash(x->slot, x->key, x->klen), cap);
             /* can x move to i? only if i lies cyclically in [home, j) */
             if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
                 kh->cells[i] = c;

@@ -35,8 +35,10 @@
 /* entries                                                                 */
 /* ---------------------------------------------------------------------- */
 
+/* Entries come from the slab allocator (src/os/slab.c): no malloc header,
+ * 8-byte rounding. Their size follows from klen, which never changes. */
 tome_entry *entry_new(uint8_t slot, const void *key, size_t klen) {
-    tome_entry *e = tome_malloc(sizeof *e + klen);
+    tome_entry *e = tome_slab_alloc(sizeof *e + klen);
     if (!e) return NULL;
     memset(e, 0, sizeof *e);
     e->slot = slot;
@@ -49,7 +51,7 @@ void entry_free(tome_entry *e, void *arg) {
     (void)arg;
     if (!e) return;
     if (e->nver > 1 || e->spill) tome_free(e->v.many);
-    tome_free(e);
+    tome_slab_free(e, sizeof *e + e->klen);
 }
 
 static uint32_t cap_of(uint32_t n) {

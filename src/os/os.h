@@ -101,6 +101,12 @@ typedef struct tome_alloc_hooks {
  * is in use. */
 void tome_alloc_set_hooks(const tome_alloc_hooks *hooks);
 
+/* Small blocks without a per-block header (slab.c): n bytes, rounded up to
+ * a multiple of 8, 8-byte aligned; NULL when out of memory. The block is
+ * freed with tome_slab_free and the same n. Thread-safe. */
+void *tome_slab_alloc(size_t n);
+void  tome_slab_free(void *p, size_t n);
+
 /* Duplicates len bytes into a new allocation with a NUL after them. */
 char *tome_strndup(const char *s, size_t len);
 
