@@ -10,8 +10,8 @@
  * home cell is the low 32 bits of its hash scaled to the capacity
  * ((h32 * cap) >> 32), so the capacity need not be a power of two: a table
  * reserved for n keys (loading the index file) gets n / 0.7 cells, about 11
- * bytes per key instead of up to 16 with doubling. Past 4/5 full it grows
- * by half, with a full rehash; removal uses backward-shift deletion, so
+ * bytes per key instead of up to 16 with doubling alone. Past 4/5 full it
+ * doubles, with a full rehash; removal uses backward-shift deletion, so
  * there are no tombstones.
  *
  * What if a pointer does not fit in 48 bits? On x86-64 and AArch64 user
@@ -88,17 +88,41 @@ static void place(uint64_t *cells, size_t cap, tome_entry *e) {
     cells[i] = tag_of(h) | ((uint64_t)(uintptr_t)e & PTR_MASK);
 }
 
-/* Makes room for one more entry. 0 or TOME_NOMEM (table unchanged). */
+/* Makes room for `more` entries. 0 or TOME_NOMEM (table unchanged).
+ * Growing rehashes every entry, which means reading each entry's key (a
+ * cell keeps only 16 bits of the hash): entries and new cells are fetched a
+ * group ahead so that those cache misses overlap. */
 int tome_keyhash_reserve(tome_keyhash *kh, size_t more) {
     size_t need = kh->n + more;
     if (need <= kh->cap / 5 * 4) return 0;
-    size_t nc = kh->cap + kh->cap / 2;
+    size_t nc = kh->cap * 2;
     if (nc / 10 * 7 < need) nc = need / 7 * 10 + 16;
     if (nc > UINT32_MAX) return TOME_NOMEM; /* home_of scales 32-bit hashes */
     uint64_t *cells = tome_calloc(nc, sizeof *cells);
     if (!cells) return TOME_NOMEM;
-    for (size_t i = 0; i < kh->cap; i++)
-        if (kh->cells[i]) place(cells, nc, (tome_entry *)(uintptr_t)(kh->cells[i] & PTR_MASK));
+    enum { GROUP = 16 };
+    tome_entry *g[GROUP];
+    uint64_t h[GROUP];
+    size_t m = 0;
+    for (size_t i = 0; i <= kh->cap; i++) {
+        if (i < kh->cap && kh->cells[i]) {
+            g[m] = (tome_entry *)(uintptr_t)(kh->cells[i] & PTR_MASK);
+            __builtin_prefetch(g[m]);
+            m++;
+        }
+        if (m == GROUP || (i == kh->cap && m)) {
+            for (size_t j = 0; j < m; j++) {
+                h[j] = key_hash(g[j]->slot, g[j]->key, g[j]->klen);
+                __builtin_prefetch(&cells[home_of(h[j], nc)], 1);
+            }
+            for (size_t j = 0; j < m; j++) {
+                size_t x = home_of(h[j], nc);
+                while (cells[x]) x = next_of(x, nc);
+                cells[x] = tag_of(h[j]) | ((uint64_t)(uintptr_t)g[j] & PTR_MASK);
+            }
+            m = 0;
+        }
+    }
     tome_free(kh->cells);
     kh->cells = cells;
     kh->cap = nc;
