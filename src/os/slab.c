@@ -37,6 +37,7 @@
 #endif
 #endif
 
+#ifndef SLAB_OFF
 #define SLAB_MAX   512
 #define SLAB_CHUNK 65536
 #define NCLASS     (SLAB_MAX / 8)
@@ -56,6 +57,7 @@ static struct {
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static size_t class_of(size_t n) { return (n + 7) / 8 - 1; }
+#endif
 
 void *tome_slab_alloc(size_t n) {
 #ifdef SLAB_OFF
