@@ -7,7 +7,8 @@
  *
  * N (default 1000000) random 16-byte keys, then N "user:%010u" text keys:
  * random inserts, random lookups (hits, then misses), a full ordered scan,
- * seeks, removals, and a sorted bulk load with tome_index_append. Entries
+ * seeks, removals, a sorted bulk load with tome_index_append, the same with
+ * tome_index_build, and inserts in sorted batches of 1000. Entries
  * are allocated before the clock starts; times are this thread's CPU time
  * (the figures hold on a busy machine). bytes/key is tome_index_memory()
  * divided by the number of keys (the tree's nodes only, not the entries).
@@ -169,12 +170,50 @@ static void run(const char *name, tome_entry **keys, tome_entry **misses, size_t
     }
     t1 = now();
     printf("  find hit after append %8.2f M/s\n", n / (t1 - t0) / 1e6);
-    free(pk);
     cnt = 0;
     t0 = now();
     for (tome_entry *e = tome_index_first(ix, &c); e; e = tome_index_next(&c)) cnt++;
     t1 = now();
     printf("  ordered scan          %8.2f M keys/s\n", cnt / (t1 - t0) / 1e6);
+    tome_index_free(ix, NULL, NULL);
+
+    /* the same sorted array, built bottom-up */
+    ix = tome_index_new();
+    t0 = now();
+    if (tome_index_build(ix, q, n) != 0) {
+        printf("build failed\n");
+        exit(1);
+    }
+    t1 = now();
+    printf("  build (sorted array)  %8.2f M/s   tree %.2f bytes/key\n", n / (t1 - t0) / 1e6,
+           (double)tome_index_memory(ix) / (double)n);
+    t0 = now();
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = pk + i * stride;
+        acc += (uintptr_t)tome_index_find(ix, p[0], p + 2, p[1]);
+    }
+    t1 = now();
+    printf("  find hit after build  %8.2f M/s\n", n / (t1 - t0) / 1e6);
+    tome_index_free(ix, NULL, NULL);
+    free(pk);
+
+    /* a commit's new keys: batches of 1000 in random order, each sorted
+     * (timed apart) and inserted with tome_index_insert_batch */
+    memcpy(q, keys, n * sizeof *q);
+    t0 = now();
+    for (size_t i = 0; i < n; i += 1000) qsort(q + i, n - i < 1000 ? n - i : 1000, sizeof *q, qcmp);
+    t1 = now();
+    double sort_rate = n / (t1 - t0) / 1e6;
+    ix = tome_index_new();
+    t0 = now();
+    for (size_t i = 0; i < n; i += 1000)
+        if (tome_index_insert_batch(ix, q + i, n - i < 1000 ? n - i : 1000) != 0) {
+            printf("batch insert failed\n");
+            exit(1);
+        }
+    t1 = now();
+    printf("  insert sorted batches %8.2f M/s   tree %.2f bytes/key (sorting them: %.2f M/s)\n",
+           n / (t1 - t0) / 1e6, (double)tome_index_memory(ix) / (double)n, sort_rate);
     tome_index_free(ix, NULL, NULL);
     sink = acc;
     free(q);

@@ -722,6 +722,370 @@ TT_TEST(oom_append) {
     free(a);
 }
 
+/* ---- bottom-up build ---- */
+
+/* Builds an index from sorted r[0..n) and checks it against r; also that
+ * it takes no more memory than the same keys appended one by one. */
+static tome_index *build_checked(tome_entry **r, size_t n, int *ok) {
+    *ok = 0;
+    tome_index *ix = tome_index_new();
+    if (!ix) return NULL;
+    uint64_t m = tome_index_mods(ix);
+    if (tome_index_build(ix, r, n) != 0) {
+        fprintf(stderr, "  build of %zu failed\n", n);
+        return ix;
+    }
+    if (n && tome_index_mods(ix) == m) {
+        fprintf(stderr, "  build of %zu left mods alone\n", n);
+        return ix;
+    }
+    if (!same_as(ix, r, n) || !probes_ok(ix, r, n, n < 2000 ? 2000 : n / 4)) {
+        fprintf(stderr, "  build of %zu differs\n", n);
+        return ix;
+    }
+    tome_index *ap = tome_index_new();
+    for (size_t i = 0; i < n; i++)
+        if (tome_index_append(ap, r[i]) != 0) {
+            tome_index_free(ap, NULL, NULL);
+            return ix;
+        }
+    size_t bm = tome_index_memory(ix), am = tome_index_memory(ap);
+    tome_index_free(ap, NULL, NULL);
+    if (bm > am) {
+        fprintf(stderr, "  build of %zu: %zu bytes, append %zu\n", n, bm, am);
+        return ix;
+    }
+    *ok = 1;
+    return ix;
+}
+
+TT_TEST(build_sizes) {
+    /* around every leaf (128 entries) and inner (64 children) boundary */
+    size_t maxn = short_run() ? 8300 : 128 * 64 * 2 + 300;
+    size_t n;
+    tome_entry **a = gen_keys(maxn, &n);
+    qsort(a, n, sizeof *a, qcmp);
+    static const size_t sizes[] = {0, 1, 2, 3, 127, 128, 129, 255, 256, 257, 1000,
+                                   128 * 64 - 1, 128 * 64, 128 * 64 + 1, 128 * 65,
+                                   128 * 64 * 2, 128 * 64 * 2 + 1, 128 * 64 * 2 + 129};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        size_t k = sizes[s];
+        if (k > n) continue;
+        int ok;
+        tome_index *ix = build_checked(a, k, &ok);
+        if (!ok) {
+            tome_index_free(ix, NULL, NULL);
+            TT_FAIL_("build of %zu entries", k);
+        }
+        if (k == 0) {
+            CHECK_EQ(tome_index_count(ix), 0);
+            CHECK_EQ(tome_index_memory(ix), 0);
+        }
+        /* a built index takes inserts, appends and removals */
+        if (k > 2) {
+            tome_index_remove(ix, a[k / 2]);
+            tome_index_remove(ix, a[0]);
+            CHECK_TREE(ix);
+            CHECK_OK(tome_index_insert(ix, a[0]));
+            CHECK_OK(tome_index_insert(ix, a[k / 2]));
+            if (k < n) CHECK_OK(tome_index_append(ix, a[k]));
+            CHECK(same_as(ix, a, k < n ? k + 1 : k));
+        }
+        tome_index_free(ix, NULL, NULL);
+    }
+    size_t freed = 0;
+    tome_index *ix = tome_index_new();
+    CHECK_OK(tome_index_build(ix, a, n));
+    tome_index_free(ix, free_entry_cb, &freed);
+    CHECK_EQ(freed, n);
+    free(a);
+}
+
+TT_TEST(build_refuses) {
+    size_t n;
+    tome_entry **a = gen_keys(scale(5000), &n);
+    qsort(a, n, sizeof *a, qcmp);
+    tome_index *ix = tome_index_new();
+    /* out of order (inside a leaf, then across leaves), or a duplicate:
+     * TOME_INVALID and the index stays empty */
+    size_t swaps[] = {1, 64, 127, 128, 129, 1000, n - 1};
+    for (size_t s = 0; s < sizeof swaps / sizeof *swaps; s++) {
+        size_t i = swaps[s];
+        if (i >= n) continue;
+        tome_entry *t = a[i];
+        a[i] = a[i - 1];
+        a[i - 1] = t;
+        CHECK_RC(tome_index_build(ix, a, n), TOME_INVALID);
+        a[i - 1] = a[i];
+        a[i] = t;
+        CHECK_EQ(tome_index_count(ix), 0);
+        CHECK_EQ(tome_index_memory(ix), 0);
+        CHECK_U64(tome_index_mods(ix), 0);
+        CHECK_TREE(ix);
+        tome_entry *dup = a[i - 1];
+        a[i - 1] = a[i];
+        CHECK_RC(tome_index_build(ix, a, n), TOME_INVALID);
+        a[i - 1] = dup;
+        CHECK_EQ(tome_index_memory(ix), 0);
+        CHECK_TREE(ix);
+    }
+    /* not empty */
+    CHECK_OK(tome_index_insert(ix, a[0]));
+    CHECK_RC(tome_index_build(ix, a + 1, n - 1), TOME_INVALID);
+    CHECK(same_as(ix, a, 1));
+    tome_index_remove(ix, a[0]);
+    /* emptied again: builds */
+    CHECK_OK(tome_index_build(ix, a, n));
+    CHECK(same_as(ix, a, n));
+    size_t freed = 0;
+    tome_index_free(ix, free_entry_cb, &freed);
+    CHECK_EQ(freed, n);
+    free(a);
+}
+
+TT_TEST(build_100k_then_mixed) {
+    size_t n;
+    tome_entry **a = gen_keys(scale(100000), &n);
+    /* built from the even keys of the sorted set; the odd ones come later */
+    qsort(a, n, sizeof *a, qcmp);
+    size_t ne = (n + 1) / 2, no = n / 2;
+    tome_entry **ev = malloc(ne * sizeof *ev), **od = malloc(no * sizeof *od);
+    for (size_t i = 0; i < n; i++) {
+        if (i % 2 == 0) ev[i / 2] = a[i];
+        else od[i / 2] = a[i];
+    }
+    int ok;
+    tome_index *ix = build_checked(ev, ne, &ok);
+    CHECK(ok);
+    printf("  build of %zu keys: %.2f bytes per key\n", ne, (double)tome_index_memory(ix) / (double)ne);
+    /* the odd keys are all misses; seeks between them land on the even ones */
+    for (size_t i = 0; i < no; i++) CHECK(tome_index_find(ix, od[i]->slot, od[i]->key, od[i]->klen) == NULL);
+    tome_index_cursor c;
+    for (size_t i = 0; i < no; i += 7) {
+        tome_entry *e = tome_index_seek(ix, &c, od[i]->slot, od[i]->key, od[i]->klen);
+        CHECK(e == (i + 1 < ne ? ev[i + 1] : NULL));
+    }
+    /* then inserts of the odd keys in random order, and removals of a
+     * random third of the even ones */
+    shuffle(od, no);
+    tome_entry **evs = malloc(ne * sizeof *evs);
+    memcpy(evs, ev, ne * sizeof *evs);
+    shuffle(evs, ne);
+    size_t nrem = ne / 3;
+    for (size_t i = 0; i < no || i < nrem; i++) {
+        if (i < no) CHECK_OK(tome_index_insert(ix, od[i]));
+        if (i < nrem) tome_index_remove(ix, evs[i]);
+        if (i % 4999 == 0) CHECK_TREE(ix);
+    }
+    size_t nr = 0;
+    tome_entry **r = malloc(n * sizeof *r);
+    for (size_t i = 0; i < no; i++) r[nr++] = od[i];
+    for (size_t i = nrem; i < ne; i++) r[nr++] = evs[i];
+    qsort(r, nr, sizeof *r, qcmp);
+    CHECK(same_as(ix, r, nr));
+    CHECK(probes_ok(ix, r, nr, scale(20000)));
+    tome_index_free(ix, NULL, NULL);
+    for (size_t i = 0; i < n; i++) free(a[i]);
+    free(r);
+    free(evs);
+    free(ev);
+    free(od);
+    free(a);
+}
+
+/* ---- batch insert ---- */
+
+/* Sorts the n entries of b and inserts them as one batch into ix, whose
+ * sorted content is r[0..*nr) (r has room); r follows. */
+static int batch_in(tome_index *ix, tome_entry **b, size_t n, tome_entry **r, size_t *nr) {
+    qsort(b, n, sizeof *b, qcmp);
+    int rc = tome_index_insert_batch(ix, b, n);
+    if (rc) return rc;
+    memcpy(r + *nr, b, n * sizeof *b);
+    *nr += n;
+    qsort(r, *nr, sizeof *r, qcmp);
+    return 0;
+}
+
+TT_TEST(batch_insert) {
+    size_t n;
+    tome_entry **a = gen_keys(scale(150000), &n);
+    tome_entry **r = malloc(n * sizeof *r), **gone = malloc(n * sizeof *gone);
+    size_t nr = 0, i = 0, ngone = 0;
+    tome_index *ix = tome_index_new();
+    CHECK_OK(tome_index_insert_batch(ix, a, 0));   /* empty batch: nothing */
+    CHECK_U64(tome_index_mods(ix), 0);
+    /* batches of every size from 1 up, into an empty index first */
+    for (size_t bs = 1; i < n / 3; bs = bs * 3 + 1) {
+        size_t k = bs < n / 3 - i ? bs : n / 3 - i;
+        CHECK_OK(batch_in(ix, a + i, k, r, &nr));
+        i += k;
+        CHECK_TREE(ix);
+    }
+    CHECK(same_as(ix, r, nr));
+    /* batches of 1000 (a commit's worth), with removals between */
+    while (i < n) {
+        size_t k = n - i < 1000 ? n - i : 1000;
+        CHECK_OK(batch_in(ix, a + i, k, r, &nr));
+        i += k;
+        if ((i / 1000) % 10 == 0) {
+            for (size_t j = 0; j < 50 && nr > 0; j++) {
+                size_t x = rndn(nr);
+                tome_index_remove(ix, r[x]);
+                gone[ngone++] = r[x];
+                memmove(r + x, r + x + 1, (nr - x - 1) * sizeof *r);
+                nr--;
+            }
+            CHECK_TREE(ix);
+        }
+    }
+    CHECK(same_as(ix, r, nr));
+    CHECK(probes_ok(ix, r, nr, scale(20000)));
+    /* order is not required for correctness */
+    size_t nb = nr < 3000 ? nr : 3000;
+    tome_entry **back = malloc(nb * sizeof *back);
+    for (size_t j = 0; j < nb; j++) {
+        back[j] = r[nr - 1 - j];
+        tome_index_remove(ix, back[j]);
+    }
+    CHECK_OK(tome_index_insert_batch(ix, back, nb));   /* descending */
+    CHECK(same_as(ix, r, nr));
+    /* all or nothing: a key already present, or twice in the batch */
+    uint64_t m = tome_index_mods(ix);
+    for (size_t j = 0; j < nb; j++) tome_index_remove(ix, back[j]);
+    nr -= nb;
+    CHECK_TREE(ix);
+    qsort(back, nb, sizeof *back, qcmp);
+    tome_entry *keep = back[nb / 2];
+    back[nb / 2] = r[rndn(nr)];                            /* present */
+    CHECK_RC(tome_index_insert_batch(ix, back, nb), TOME_INVALID);
+    CHECK(same_as(ix, r, nr));
+    back[nb / 2] = back[nb / 2 - 1];                       /* twice */
+    CHECK_RC(tome_index_insert_batch(ix, back, nb), TOME_INVALID);
+    CHECK(same_as(ix, r, nr));
+    back[nb / 2] = keep;
+    CHECK(tome_index_mods(ix) != m);
+    CHECK_OK(batch_in(ix, back, nb, r, &nr));
+    CHECK(same_as(ix, r, nr));
+    size_t freed = 0;
+    tome_index_free(ix, free_entry_cb, &freed);
+    CHECK_EQ(freed + ngone, n);
+    for (size_t j = 0; j < ngone; j++) free(gone[j]);
+    free(gone);
+    free(back);
+    free(r);
+    free(a);
+}
+
+TT_TEST(oom_build) {
+    size_t n;
+    /* 3 levels of inner nodes in full runs: the plan allocates each level */
+    tome_entry **a = gen_keys(short_run() ? 9000 : 128 * 64 * 2 + 500, &n);
+    qsort(a, n, sizeof *a, qcmp);
+    tome_index *ix = tome_index_new();
+    tome_alloc_set_hooks(&hooks);
+    size_t nomems = 0;
+    for (long k = 1;; k++) {
+        arm(k);
+        int rc = tome_index_build(ix, a, n);
+        arm(-1);
+        if (rc == 0) break;
+        if (rc != TOME_NOMEM || tome_index_count(ix) != 0 || tome_index_memory(ix) != 0 ||
+            tome_index_mods(ix) != 0 || tome_index_check(ix, errbuf, sizeof errbuf) != 0) {
+            tome_alloc_set_hooks(NULL);
+            TT_FAIL_("build, allocation %ld failing: rc %d (%s)", k, rc, errbuf);
+        }
+        nomems++;
+    }
+    tome_alloc_set_hooks(NULL);
+    printf("  %zu NOMEM build failures checked\n", nomems);
+    CHECK(nomems > n / 128);   /* one per node at least */
+    CHECK(same_as(ix, a, n));
+    size_t freed = 0;
+    tome_index_free(ix, free_entry_cb, &freed);
+    CHECK_EQ(freed, n);
+    free(a);
+}
+
+TT_TEST(oom_batch_insert) {
+    size_t n;
+    tome_entry **a = gen_keys(short_run() ? 12000 : 40000, &n);
+    tome_entry **r = malloc(n * sizeof *r);
+    size_t base = n / 2, nr = base;
+    tome_index *ix = tome_index_new();
+    memcpy(r, a, base * sizeof *r);
+    qsort(r, nr, sizeof *r, qcmp);
+    CHECK_OK(tome_index_build(ix, r, nr));
+    size_t nomems = 0, batches = 0, rollbacks = 0;
+    /* batches of growing size; each fails at every allocation in turn */
+    for (size_t i = base, bs = 1; i < n; bs = bs < 600 ? bs * 2 + 1 : bs) {
+        size_t k = bs < n - i ? bs : n - i;
+        qsort(a + i, k, sizeof *a, qcmp);
+        tome_alloc_set_hooks(&hooks);
+        for (long f = 1;; f++) {
+            size_t cnt = tome_index_count(ix);
+            uint64_t mods = tome_index_mods(ix);
+            arm(f);
+            int rc = tome_index_insert_batch(ix, a + i, k);
+            arm(-1);
+            if (rc == 0) break;
+            rollbacks += tome_index_mods(ix) != mods;
+            if (rc != TOME_NOMEM || tome_index_count(ix) != cnt ||
+                tome_index_check(ix, errbuf, sizeof errbuf) != 0) {
+                tome_alloc_set_hooks(NULL);
+                TT_FAIL_("batch at %zu of %zu, allocation %ld failing: rc %d (%s)", i, k, f, rc, errbuf);
+            }
+            for (size_t j = i; j < i + k; j++)
+                if (tome_index_find(ix, a[j]->slot, a[j]->key, a[j]->klen) != NULL) {
+                    tome_alloc_set_hooks(NULL);
+                    TT_FAIL_("batch at %zu, allocation %ld failing: key %zu left in", i, f, j);
+                }
+            nomems++;
+            if (nomems % 50 == 0 && !same_as(ix, r, nr)) {
+                tome_alloc_set_hooks(NULL);
+                TT_FAIL_("batch at %zu, allocation %ld failing: content changed", i, f);
+            }
+        }
+        tome_alloc_set_hooks(NULL);
+        memcpy(r + nr, a + i, k * sizeof *r);
+        nr += k;
+        qsort(r, nr, sizeof *r, qcmp);
+        i += k;
+        batches++;
+    }
+    /* every allocation failing: the inserts that needed none are taken out
+     * again (slot 3 holds no generated key) */
+    tome_entry *fresh[300];
+    for (size_t j = 0; j < 300; j++) {
+        uint8_t kb[20];
+        for (size_t q = 0; q < sizeof kb; q++) kb[q] = (uint8_t)rnd();
+        fresh[j] = mk(3, kb, sizeof kb);
+    }
+    qsort(fresh, 300, sizeof *fresh, qcmp);
+    tome_alloc_set_hooks(&hooks);
+    arm(0);
+    size_t m = tome_index_count(ix);
+    int rc = tome_index_insert_batch(ix, fresh, 300);
+    tome_alloc_set_hooks(NULL);
+    arm(-1);
+    CHECK_RC(rc, TOME_NOMEM);
+    CHECK_EQ(tome_index_count(ix), m);
+    for (size_t j = 0; j < 300; j++) {
+        CHECK(tome_index_find(ix, 3, fresh[j]->key, fresh[j]->klen) == NULL);
+        free(fresh[j]);
+    }
+    printf("  %zu NOMEM batch failures checked in %zu batches (%zu after some inserts)\n", nomems, batches,
+           rollbacks);
+    CHECK(nomems > batches);
+    CHECK(rollbacks > 0);
+    CHECK(same_as(ix, r, nr));
+    size_t freed = 0;
+    tome_index_free(ix, free_entry_cb, &freed);
+    CHECK_EQ(freed, n);
+    free(r);
+    free(a);
+}
+
 TT_TEST(mods_and_count) {
     tome_index *ix = tome_index_new();
     tome_entry *e[50];

@@ -83,9 +83,27 @@ tome_entry *tome_index_find(const tome_index *ix, uint8_t slot, const void *key,
  * TOME_NOMEM (the index is then unchanged). */
 int tome_index_insert(tome_index *ix, tome_entry *e);
 
+/* Adds the n entries sorted[0..n), none of which may be in the index yet,
+ * as n tome_index_insert calls would, all or nothing. In key order
+ * (tome_entry_cmp) each search starts from the previous key's path instead
+ * of the root: some 10% faster than n inserts of the same sorted keys (not
+ * worth a sort of its own). Any order is correct, just not faster. Returns
+ * 0; or TOME_NOMEM, or TOME_INVALID (a key already present, or twice in the
+ * batch), with the index holding exactly the entries it held before (in
+ * nodes that may differ; tome_index_mods changes if some were inserted and
+ * taken out again). */
+int tome_index_insert_batch(tome_index *ix, tome_entry **sorted, size_t n);
+
 /* Adds e, which must sort after every entry in the index (bulk loading in
  * order, e.g. from the index file). Faster than insert. 0 or TOME_NOMEM. */
 int tome_index_append(tome_index *ix, tome_entry *e);
+
+/* Fills the empty index ix with the n entries sorted[0..n), which must be
+ * strictly increasing (tome_entry_cmp order): bulk loading, e.g. from the
+ * index file, some ten times faster than n appends, in full leaves (no more
+ * memory). Returns 0; or TOME_NOMEM, or TOME_INVALID (entries out of order),
+ * with ix left empty; TOME_INVALID, changing nothing, when ix is not empty. */
+int tome_index_build(tome_index *ix, tome_entry *const *sorted, size_t n);
 
 /* Removes the entry with e's (slot, key) (it must be present); does not free
  * it. Never fails. */
