@@ -130,13 +130,8 @@ int ix_append(local *L, tome_entry *e) {
 
 int ix_build(local *L, tome_entry **ents, size_t n) {
     if (L->kh && tome_keyhash_reserve(L->kh, n) != 0) return TOME_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (tome_index_append(L->ix, ents[i]) != 0) {
-            /* give the entries back: drop the tree's nodes only */
-            tome_index_free(L->ix, NULL, NULL);
-            L->ix = tome_index_new();
-            return TOME_NOMEM;
-        }
+    int rc = tome_index_build(L->ix, ents, n); /* bottom-up; empty on failure */
+    if (rc) return rc == TOME_NOMEM ? TOME_NOMEM : TOME_CORRUPT;
     if (L->kh) tome_keyhash_insert_many(L->kh, ents, n);
     return 0;
 }

@@ -345,7 +345,11 @@ int idxfile_load(local *L, size_t *from_live, uint64_t *from_off) {
         prev = en;
     }
     if (q != end) goto bad;
-    if (ix_build(L, ents, n_ents) != 0) goto nomem;
+    {
+        int brc = ix_build(L, ents, n_ents);
+        if (brc == TOME_NOMEM) goto nomem;
+        if (brc) goto bad; /* keys out of order: the checks above missed it */
+    }
     n_ents = 0; /* the index owns them now */
     if (q != end) goto bad;
     L->last_seq = last_seq;

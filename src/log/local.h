@@ -208,8 +208,9 @@ void tome_local_test_vfs(tome_vfs *vfs);
 tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen);
 int   ix_insert(local *L, tome_entry *e);   /* 0 or TOME_NOMEM (unchanged) */
 int   ix_append(local *L, tome_entry *e);   /* sorted bulk load */
-/* Fills the empty index with ents[0..n), strictly increasing. 0, or
- * TOME_NOMEM with the index empty and the entries still the caller's. */
+/* Fills the empty index with ents[0..n), strictly increasing (the tree
+ * built bottom-up). 0, or TOME_NOMEM / TOME_CORRUPT (not in order) with the
+ * index empty and the entries still the caller's. */
 int   ix_build(local *L, tome_entry **ents, size_t n);
 void  ix_remove(local *L, tome_entry *e);   /* does not free e */
 int   ix_reset(local *L);                   /* frees every entry; empty index */
