@@ -69,8 +69,18 @@ void tome_keyhash_free(tome_keyhash *kh) {
 
 size_t tome_keyhash_memory(const tome_keyhash *kh) { return kh ? kh->cap * sizeof(uint64_t) : 0; }
 
+uint64_t tome_keyhash_hash(uint8_t slot, const void *key, size_t klen) { return key_hash(slot, key, klen); }
+
+void tome_keyhash_prefetch(const tome_keyhash *kh, uint64_t h) {
+    __builtin_prefetch(&kh->cells[home_of(h, kh->cap)]);
+}
+
 tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *key, size_t klen) {
-    uint64_t h = key_hash(slot, key, klen), tag = tag_of(h);
+    return tome_keyhash_find_h(kh, key_hash(slot, key, klen), slot, key, klen);
+}
+
+tome_entry *tome_keyhash_find_h(const tome_keyhash *kh, uint64_t h, uint8_t slot, const void *key, size_t klen) {
+    uint64_t tag = tag_of(h);
     size_t cap = kh->cap;
     for (size_t i = home_of(h, cap);; i = next_of(i, cap)) {
         uint64_t c = kh->cells[i];
@@ -81,8 +91,7 @@ tome_entry *tome_keyhash_find(const tome_keyhash *kh, uint8_t slot, const void *
     }
 }
 
-static void place(uint64_t *cells, size_t cap, tome_entry *e) {
-    uint64_t h = key_hash(e->slot, e->key, e->klen);
+static void place_h(uint64_t *cells, size_t cap, tome_entry *e, uint64_t h) {
     size_t i = home_of(h, cap);
     while (cells[i]) i = next_of(i, cap);
     cells[i] = tag_of(h) | ((uint64_t)(uintptr_t)e & PTR_MASK);
@@ -130,10 +139,14 @@ int tome_keyhash_reserve(tome_keyhash *kh, size_t more) {
 }
 
 int tome_keyhash_insert(tome_keyhash *kh, tome_entry *e) {
+    return tome_keyhash_insert_h(kh, e, key_hash(e->slot, e->key, e->klen));
+}
+
+int tome_keyhash_insert_h(tome_keyhash *kh, tome_entry *e, uint64_t h) {
     if ((uint64_t)(uintptr_t)e & ~PTR_MASK) return TOME_INVALID;
     int rc = tome_keyhash_reserve(kh, 1);
     if (rc) return rc;
-    place(kh->cells, kh->cap, e);
+    place_h(kh->cells, kh->cap, e, h);
     kh->n++;
     return 0;
 }

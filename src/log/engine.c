@@ -114,6 +114,24 @@ tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen) {
     return L->kh ? tome_keyhash_find(L->kh, slot, key, klen) : tome_index_find(L->ix, slot, key, klen);
 }
 
+uint64_t ix_hash(uint8_t slot, const void *key, size_t klen) { return tome_keyhash_hash(slot, key, klen); }
+
+void ix_prefetch(local *L, uint64_t h) {
+    if (L->kh) tome_keyhash_prefetch(L->kh, h);
+}
+
+tome_entry *ix_find_h(local *L, uint64_t h, uint8_t slot, const void *key, size_t klen) {
+    if (klen > TOME_MAX_KEY_LEN) return NULL;
+    return L->kh ? tome_keyhash_find_h(L->kh, h, slot, key, klen) : tome_index_find(L->ix, slot, key, klen);
+}
+
+int ix_insert_h(local *L, tome_entry *e, uint64_t h) {
+    if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
+    if (tome_index_insert(L->ix, e) != 0) return TOME_NOMEM;
+    if (L->kh) tome_keyhash_insert_h(L->kh, e, h); /* room reserved: cannot fail */
+    return 0;
+}
+
 int ix_insert(local *L, tome_entry *e) {
     if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
     if (tome_index_insert(L->ix, e) != 0) return TOME_NOMEM;

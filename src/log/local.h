@@ -207,6 +207,12 @@ void tome_local_test_vfs(tome_vfs *vfs);
 /* engine.c: the index pair (ordered tree + key hash), under ix_lock */
 tome_entry *ix_find(local *L, uint8_t slot, const void *key, size_t klen);
 int   ix_insert(local *L, tome_entry *e);   /* 0 or TOME_NOMEM (unchanged) */
+/* The same with the key's hash computed once (ix_hash), so that a commit
+ * can prefetch the hash cells of all its keys first (ix_prefetch). */
+uint64_t ix_hash(uint8_t slot, const void *key, size_t klen);
+void  ix_prefetch(local *L, uint64_t h);
+tome_entry *ix_find_h(local *L, uint64_t h, uint8_t slot, const void *key, size_t klen);
+int   ix_insert_h(local *L, tome_entry *e, uint64_t h);
 int   ix_append(local *L, tome_entry *e);   /* sorted bulk load */
 /* Fills the empty index with ents[0..n), strictly increasing (the tree
  * built bottom-up). 0, or TOME_NOMEM / TOME_CORRUPT (not in order) with the
