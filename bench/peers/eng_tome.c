@@ -7,9 +7,9 @@
  * --bulk-sync), and tome_sync() makes the whole load durable at the end. A
  * durable write is one transaction (tome_begin, tome_insert, tome_commit)
  * on a handle opened with the defaults (TOME_SYNC_FULL), shared by every
- * thread. Reads use one transaction per batch (tome_begin ... tome_abort).
- * The scan is one transaction: tome_iter_open over slot 0, tome_get of
- * every key. The namespaced part (peer_kv_tome) calls tome_kv_write and
+ * thread. Reads use one read-only snapshot per batch (tome_begin_at ...
+ * tome_abort). The scan is one read-only snapshot: tome_iter_open over slot
+ * 0, tome_iter_value of every key. The namespaced part (peer_kv_tome) calls tome_kv_write and
  * tome_kv_list.
  */
 #include <stdio.h>
@@ -136,7 +136,7 @@ const peer_ops peer_tome = {
     .name = "tome",
     .settings =
         "- library: this tree's build/libtome.a (-O2), public API only; default options "
-        "(TOME_SYNC_FULL, 64 MiB segments); slot 0\n"
+        "(TOME_SYNC_FULL, 64 MiB segments, values read in place from the mapped log); slot 0\n"
         "- bulk: one transaction per batch, tome_commit_ex(TOME_COMMIT_NOSYNC) "
         "(tome_commit with --bulk-sync); tome_sync() at the end, inside the timing\n"
         "- durable: tome_begin + tome_insert + tome_commit per write (fdatasync; concurrent "
