@@ -177,24 +177,36 @@ typedef struct local {
     uint64_t  torn_off;
     char      torn_seg[48];
 
-    /* group commit (commit.c), under sync_mu; all zero at open. gc_written
-     * is the newest commit written, in segment gc_seg ending at gc_off. A
-     * sync is a ticket: claimed (covering every commit written so far, up
-     * to gc_cover), run outside the locks, published in ticket order. */
-    uint64_t  gc_written, gc_off, gc_cover;
+    /* group commit (commit.c), under sync_mu unless atomic; all zero at
+     * open. gc_written is the newest commit written, in segment gc_seg
+     * (written under commit_mu and sync_mu) ending at gc_off. A sync is a
+     * ticket: claimed (covering every commit written so far, up to
+     * gc_cover), run outside the locks, published in ticket order. */
+    _Atomic uint64_t gc_written, gc_off;
+    uint64_t  gc_cover;
     seg      *gc_seg;
     uint64_t  gc_next, gc_pub;   /* next ticket to claim, to publish */
     struct gc_ticket {
         uint64_t target, off;    /* newest seq covered; segment offset synced */
         seg     *s;              /* the segment (a reference), or NULL */
         int      done, err;      /* finished; its error (-errno) */
+        uint64_t t0;             /* when it was claimed (ns) */
     } gc_ring[8];
     struct gc_waiter *gc_waiters; /* threads waiting for durability */
     int       gc_failed;         /* a log sync failed: nothing is published again */
     int       gc_drain;          /* local_rotate waits for a ticket (sync_cv) */
+    int       gc_timer;          /* a waiter waits until gc_deadline to start a sync */
+    uint32_t  gc_uncov;          /* commits waiting that no sync covers */
+    uint32_t  gc_target;         /* commits expected this round */
+    uint64_t  gc_deadline;       /* when this round's sync starts at the latest (ns) */
+    uint64_t  gc_sync_ns;        /* how long a sync takes (moving average) */
+    uint64_t  gc_zeroed;         /* the active segment is written (data or zeros) up to here (commit_mu) */
+    /* the commit queue (commit.c): requests pushed by committing threads,
+     * written by the one thread that holds cq_busy */
+    _Atomic(struct commit_req *) cq_stack;
+    atomic_int cq_busy;
     /* the newest recent commits by seq, rc_ring[seq % 256] (commit_mu) */
     rc_entry *rc_ring[256];
-    int gc_lingered;
 } local;
 
 int local_open_ex(tome_db *db, const char *path, const tome_options *o, int no_index, tome_backend **out);
