@@ -551,6 +551,7 @@ typedef struct commit_req {
     size_t ni, bi, run_start;    /* iovecs used; end of buf; start of its last run */
     uint8_t *buf;
     uint64_t *offs;
+    uint64_t *hash;              /* each key's index hash (ix_hash) */
     tome_entry **ents;
     uint8_t *isnew;
     rc_entry *rce;               /* handed to the recent-commit list on success */
@@ -574,13 +575,15 @@ static int commit_one(local *L, commit_req *r) {
         return tome_err(db, TOME_IO, "an earlier write or sync failed: reopen the store");
     if (validate(L, r->s, r->rs) != 0)
         return tome_err(db, TOME_CONFLICT, "a key this transaction read was changed by a later commit");
-    /* reserve index memory */
+    /* reserve index memory; the hash cells of every key are fetched
+     * first, so that the lookups' cache misses overlap */
     pthread_rwlock_wrlock(&L->ix_lock);
+    for (size_t i = 0; i < n; i++) ix_prefetch(L, r->hash[i]);
     for (size_t i = 0; i < n; i++) {
-        tome_entry *e = ix_find(L, ops[i].slot, ops[i].key, ops[i].klen);
+        tome_entry *e = ix_find_h(L, r->hash[i], ops[i].slot, ops[i].key, ops[i].klen);
         if (!e) {
             e = entry_new(ops[i].slot, ops[i].key, ops[i].klen);
-            if (!e || ix_insert(L, e) != 0) {
+            if (!e || ix_insert_h(L, e, r->hash[i]) != 0) {
                 entry_free(e, NULL);
                 e = NULL;
                 rc = TOME_NOMEM;
@@ -838,12 +841,13 @@ int local_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, size_
             small += REC_HDR_SIZE + ops[i].klen + vl;
         }
     }
-    /* One scratch block (on the stack for a small commit): iov, offs, ents,
-     * isnew, then buf, which holds the small records, the headers and keys
+    /* One scratch block (on the stack for a small commit): iov, offs, hash,
+     * ents, isnew, then buf, which holds the small records, the headers and keys
      * of the big ones, and the commit record. rce outlives the call. */
     size_t niov = 2 * nbig + 2;
     size_t o_offs = niov * sizeof(struct iovec);
-    size_t o_ents = o_offs + n * sizeof(uint64_t);
+    size_t o_hash = o_offs + n * sizeof(uint64_t);
+    size_t o_ents = o_hash + n * sizeof(uint64_t);
     size_t o_isnew = o_ents + n * sizeof(tome_entry *);
     size_t o_buf = o_isnew + n;
     size_t scratch_len = o_buf + small + extra + COMMIT_SIZE;
@@ -864,6 +868,7 @@ int local_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, size_
     r.total = total;
     r.iov = (struct iovec *)(void *)scratch;
     r.offs = (uint64_t *)(void *)(scratch + o_offs);
+    r.hash = (uint64_t *)(void *)(scratch + o_hash);
     r.ents = (tome_entry **)(void *)(scratch + o_ents);
     r.isnew = scratch + o_isnew;
     r.buf = scratch + o_buf;
@@ -890,6 +895,7 @@ int local_commit(tome_backend *b, const tome_snap *s, const tome_wop *ops, size_
         if (vl) crc = tome_crc32c(crc, o->val, vl);
         tome_put32(h, crc);
         r.offs[i] = rel;
+        r.hash[i] = ix_hash(o->slot, o->key, o->klen);
         bi += REC_HDR_SIZE + o->klen;
         rel += REC_HDR_SIZE + o->klen + vl;
         if (vl >= BIG_VALUE) {
