@@ -8,19 +8,21 @@
  * read.c, the commit path and group commit in commit.c, recovery in
  * recover.c, the index file in idxfile.c, compaction in merge.c.
  *
- * The commit path, in short (docs/DESIGN.md has the full protocol):
- *   1. outside any lock: encode the batch and checksum every record;
- *   2. under commit_mu: validate the read set against the recent commits
- *      (the list of what every commit after the oldest open snapshot
- *      wrote), reserve index memory (new keys enter the index with no
- *      version, invisible), roll the segment if the batch does not fit,
- *      take the next seq and timestamp, write the batch with one pwritev,
- *      then add the versions to the index (under ix_lock, briefly);
- *   3. outside commit_mu: wait for durability. The first waiter becomes the
- *      leader and runs one fdatasync for every batch written so far; the
- *      others wait on it (group commit). Only then does visible_seq, the
- *      snapshot that new transactions get, move forward: nothing is visible
- *      before it is durable.
+ * The commit path, in short (commit.c; docs/DESIGN.md has the protocol):
+ *   1. outside any lock: encode the batch, checksum every record and hash
+ *      every key for the index;
+ *   2. one thread at a time, the writer, under commit_mu, for its own commit
+ *      and every commit queued by other threads meanwhile: validate the read
+ *      set against the recent commits, reserve index memory (new keys enter
+ *      the index with no version, invisible), roll the segment if the batch
+ *      does not fit, take the next seq and timestamp, write the batch with
+ *      one pwritev, then add the versions to the index (under ix_lock,
+ *      briefly);
+ *   3. outside commit_mu: group commit. One fdatasync at a time covers every
+ *      commit written before it started; each waiting thread sleeps on its
+ *      own semaphore and is woken by the sync that made its commit durable.
+ *      Only then does visible_seq, the snapshot that new transactions get,
+ *      move forward: nothing is visible before it is durable.
  * A failed write or sync poisons the handle: every later write returns
  * TOME_IO until the store is reopened and recovery re-reads the log. A
  * failed fsync is never retried.
