@@ -277,6 +277,78 @@ TT_TEST(damaged_value_is_corrupt_both_ways) {
     }
 }
 
+/* Keys with several versions keep a copy of the newest one's place in the
+ * entry (reads then skip the version array): the copy must follow every
+ * change: new versions, removals, a merge that moves records (with history
+ * kept, so that entries keep several versions) and one that drops them,
+ * and a reopen from the index file. Every key is checked after each step,
+ * against the generation last written to it, in a snapshot that sees the
+ * newest commit and in one opened before the last step. */
+TT_TEST(newest_version_copy_follows_every_change) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/newest", tt_tmpdir());
+    tome_options o;
+    tome_options_init(&o);
+    o.history_versions = 3;
+    o.segment_size = 64 * 1024;
+    tome_db *db = NULL;
+    CHECK_OK(tome_open(dir, &o, &db));
+    enum { N = 400 };
+    static int gen[N]; /* generation of the newest write, -1: removed */
+    for (unsigned i = 0; i < N; i++) gen[i] = -2;
+    for (unsigned step = 0; step < 12; step++) {
+        tome_txn *old;
+        CHECK_OK(tome_begin(db, &old));
+        static int before[N];
+        memcpy(before, gen, sizeof gen);
+        tome_txn *t;
+        CHECK_OK(tome_begin(db, &t));
+        for (unsigned i = 0; i < N; i++) {
+            unsigned r = (i * 7 + step * 13) % 10;
+            char k[16], v[128];
+            key_of(k, i);
+            if (r < 5) {
+                size_t vl = val_of(v, i, step);
+                CHECK_OK(tome_insert(t, 0, k, strlen(k), v, vl));
+                gen[i] = (int)step;
+            } else if (r == 5 && gen[i] >= 0) {
+                CHECK_OK(tome_remove(t, 0, k, strlen(k)));
+                gen[i] = -1;
+            }
+        }
+        CHECK_OK(tome_commit(t));
+        if (step % 3 == 2) CHECK_OK(tome_merge(db));
+        if (step % 4 == 3) { /* reopen: the index file rebuilds the copies */
+            tome_abort(old);
+            CHECK_OK(tome_close(db));
+            CHECK_OK(tome_open(dir, &o, &db));
+            CHECK_OK(tome_begin(db, &old));
+            memcpy(before, gen, sizeof gen);
+        }
+        CHECK_OK(tome_begin(db, &t));
+        for (unsigned i = 0; i < N; i++) {
+            char k[16], v[128];
+            key_of(k, i);
+            const void *got;
+            size_t gl;
+            for (int w = 0; w < 2; w++) {
+                int g = w ? before[i] : gen[i];
+                int rc = tome_get(w ? old : t, 0, k, strlen(k), &got, &gl);
+                if (g < 0) {
+                    CHECK_RC(rc, TOME_NOTFOUND);
+                } else {
+                    CHECK_OK(rc);
+                    size_t vl = val_of(v, i, (unsigned)g);
+                    CHECK_MEM(got, gl, v, vl);
+                }
+            }
+        }
+        tome_abort(t);
+        tome_abort(old);
+    }
+    CHECK_OK(tome_close(db));
+}
+
 /* ---- allocation failure inside a batched scan ---- */
 
 static atomic_ullong g_count, g_fail_at;

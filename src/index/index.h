@@ -37,17 +37,36 @@ typedef struct tome_entry {
     uint32_t nver;    /* number of versions, >= 1 while in the index */
     uint16_t klen;    /* key length (TOME_MAX_KEY_LEN is 65535) */
     uint8_t  slot;
-    uint8_t  spill;   /* 1: the versions are in v.many although nver <= 1
+    uint8_t  spill;   /* 1: the versions are in v.many.a although nver <= 1
                          (room reserved for a commit in flight) */
     union {
-        tome_ver  one;   /* nver == 1 */
-        tome_ver *many;  /* nver > 1: array, capacity = next power of two >= nver */
+        tome_ver one;    /* nver == 1 and !spill */
+        struct {         /* otherwise */
+            tome_ver *a; /* the versions; capacity = next power of two >= max(nver, 2) */
+            /* a copy of a[nver - 1]'s seq, place and length (nver >= 1), so
+             * that a read of the newest version need not fetch a[]; kept by
+             * tome_entry_sync_newest after every change of a[] */
+            uint64_t seq, loc;
+            uint32_t vlen, flags;
+        } many;
     } v;
     uint8_t key[];
 } tome_entry;
 
 static inline tome_ver *tome_entry_vers(tome_entry *e) {
-    return (e->nver == 1 && !e->spill) ? &e->v.one : e->v.many;
+    return (e->nver == 1 && !e->spill) ? &e->v.one : e->v.many.a;
+}
+
+/* Refreshes the copy of the newest version kept beside v.many.a. Call after
+ * every change of the versions of an entry whose versions are in the array. */
+static inline void tome_entry_sync_newest(tome_entry *e) {
+    if ((e->nver > 1 || e->spill) && e->nver >= 1) {
+        const tome_ver *n = &e->v.many.a[e->nver - 1];
+        e->v.many.seq = n->seq;
+        e->v.many.loc = n->loc;
+        e->v.many.vlen = n->vlen;
+        e->v.many.flags = n->flags;
+    }
 }
 
 /* Compares (slot, key) with the entry's: <0, 0, >0 (slot first, then bytes,

@@ -52,7 +52,7 @@ tome_entry *entry_new(uint8_t slot, const void *key, size_t klen) {
 void entry_free(tome_entry *e, void *arg) {
     (void)arg;
     if (!e) return;
-    if (e->nver > 1 || e->spill) tome_free(e->v.many);
+    if (e->nver > 1 || e->spill) tome_free(e->v.many.a);
     tome_slab_free(e, sizeof *e + e->klen);
 }
 
@@ -73,22 +73,24 @@ int entry_reserve(tome_entry *e, uint32_t want) {
         tome_ver *a = tome_malloc(sizeof(tome_ver) * cap_of(want));
         if (!a) return TOME_NOMEM;
         if (e->nver == 1) a[0] = e->v.one;
-        e->v.many = a;
+        e->v.many.a = a;
         e->spill = 1;
+        tome_entry_sync_newest(e);
         return 0;
     }
     if (cap_of(e->nver > 2 ? e->nver : 2) >= want) return 0;
-    tome_ver *a = tome_realloc(e->v.many, sizeof(tome_ver) * cap_of(want));
+    tome_ver *a = tome_realloc(e->v.many.a, sizeof(tome_ver) * cap_of(want));
     if (!a) return TOME_NOMEM;
-    e->v.many = a;
+    e->v.many.a = a;
     return 0;
 }
 
 /* Appends v. Room must have been reserved (entry_reserve) unless nver == 0. */
 void entry_push(tome_entry *e, const tome_ver *v) {
     if (e->spill || e->nver > 1) {
-        e->v.many[e->nver++] = *v;
+        e->v.many.a[e->nver++] = *v;
         if (e->nver > 1) e->spill = 0;
+        tome_entry_sync_newest(e);
         return;
     }
     if (e->nver == 0) {
@@ -101,7 +103,7 @@ void entry_push(tome_entry *e, const tome_ver *v) {
 /* Undoes an entry_reserve that was not followed by a push. */
 void entry_drop_flags(tome_entry *e) {
     if (!e->spill) return;
-    tome_ver *a = e->v.many;
+    tome_ver *a = e->v.many.a;
     if (e->nver == 1) e->v.one = a[0];
     tome_free(a);
     e->spill = 0;

@@ -347,11 +347,12 @@ static void drop_version(tome_entry *e, uint64_t seq) {
         }
         memmove(&v[i], &v[i + 1], (e->nver - i - 1) * sizeof *v);
         e->nver--;
-        if (e->nver == 1) {
+        if (e->nver == 1 && !e->spill) {
             tome_ver one = v[0];
             tome_free(v);
             e->v.one = one;
         }
+        tome_entry_sync_newest(e);
         return;
     }
 }
@@ -493,6 +494,7 @@ int local_merge(tome_backend *b) {
             if (v[x].seq == st.rel[k].seq) {
                 v[x].loc = st.rel[k].loc;
                 v[x].flags |= TOME_VER_MERGED;
+                tome_entry_sync_newest(e);
                 break;
             }
     }

@@ -303,6 +303,19 @@ int local_newest(tome_backend *b, const tome_snap *s, uint8_t slot, const void *
     local *L = (local *)b;
     pthread_rwlock_rdlock(&L->ix_lock);
     tome_entry *e = ix_find(L, slot, key, klen);
+    if (e && (e->nver > 1 || e->spill) && e->nver >= 1 && e->v.many.seq <= s->seq) {
+        /* The snapshot sees the newest version (whatever the horizon: the
+         * newest is never filtered out unless it is a removal, see
+         * local_vis_range), and the entry keeps a copy of its place: the
+         * version array need not be fetched. */
+        if (e->v.many.flags & TOME_VER_REMOVED) {
+            pthread_rwlock_unlock(&L->ix_lock);
+            return TOME_NOTFOUND;
+        }
+        tome_ver nv = {e->v.many.seq, 0, e->v.many.loc, e->v.many.vlen, e->v.many.flags};
+        *len_out = nv.vlen;
+        return read_locked(L, s, loc_seg(L, nv.loc), &nv, slot, key, klen, alloc, actx, val_out);
+    }
     uint32_t lo = 0, hi = 0;
     const tome_ver *v = NULL;
     if (e && e->nver) {
@@ -385,7 +398,8 @@ static int grow(uint8_t **p, size_t *cap, size_t need) {
     return 0;
 }
 
-/* Fetches the next batch (c->n items, 0 at the end) under one shared
+/* Fetches the next batch (c->n items, possibly none when its keys are not
+ * visible; c->done at the end of the prefix) under one shared
  * acquisition of ix_lock. */
 static int cur_fill(tome_bcursor *c) {
     local *L = c->L;
@@ -408,32 +422,39 @@ static int cur_fill(tome_bcursor *c) {
         if (e && tome_entry_cmp(c->slot, c->last, c->last_len, e) == 0) e = tome_index_next(&c->c);
     }
     c->reseek = 0;
-    /* 1. the visible entries of the prefix; resolve and prefetch records */
-    tome_entry *passed = NULL;
+    /* 1. up to CUR_BATCH entries of the prefix; fetch the version arrays
+     * of those that have several versions (a miss each, overlapped) */
+    tome_entry *raw[CUR_BATCH];
+    unsigned nraw = 0;
     for (; e; ) {
         if (e->slot != c->slot || e->klen < c->plen || (c->plen && memcmp(e->key, c->prefix, c->plen) != 0)) {
             e = NULL;
             break;
         }
-        passed = e;
-        const tome_ver *nv = visible_present(L, e, &c->snap);
-        if (nv) {
-            ents[n] = e;
-            vers[n] = nv;
-            segs[n] = loc_seg(L, nv->loc);
-            kbytes += e->klen;
-            if (segs[n]) {
-                const uint8_t *m = atomic_load_explicit(&segs[n]->map, memory_order_acquire);
-                uint64_t off = TOME_LOC_OFF(nv->loc);
-                if (m && off + 128 <= segs[n]->map_len) {
-                    __builtin_prefetch(m + off);
-                    __builtin_prefetch(m + off + 64);
-                    __builtin_prefetch(m + off + 127);
-                }
-            }
-            if (++n == CUR_BATCH) break;
-        }
+        if (e->nver > 1 || e->spill) __builtin_prefetch(e->v.many.a);
+        raw[nraw++] = e;
+        if (nraw == CUR_BATCH) break;
         e = tome_index_next(&c->c);
+    }
+    tome_entry *passed = nraw ? raw[nraw - 1] : NULL;
+    /* the visible ones; resolve and prefetch their records */
+    for (unsigned j = 0; j < nraw; j++) {
+        const tome_ver *nv = visible_present(L, raw[j], &c->snap);
+        if (!nv) continue;
+        ents[n] = raw[j];
+        vers[n] = nv;
+        segs[n] = loc_seg(L, nv->loc);
+        kbytes += raw[j]->klen;
+        if (segs[n]) {
+            const uint8_t *m = atomic_load_explicit(&segs[n]->map, memory_order_acquire);
+            uint64_t off = TOME_LOC_OFF(nv->loc);
+            if (m && off + 128 <= segs[n]->map_len) {
+                __builtin_prefetch(m + off);
+                __builtin_prefetch(m + off + 64);
+                __builtin_prefetch(m + off + 127);
+            }
+        }
+        n++;
     }
     /* 2. remember where the tree cursor stands, for a re-seek (memory
      * first: a failure leaves the cursor where the batch began) */
@@ -468,11 +489,10 @@ out:
 }
 
 int local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable) {
-    if (c->i == c->n) {
+    while (c->i == c->n) { /* a batch may hold no visible key */
         if (c->done) return TOME_NOTFOUND;
         int rc = cur_fill(c);
         if (rc) return rc;
-        if (c->n == 0) return TOME_NOTFOUND;
     }
     const citem *it = &c->items[c->i++];
     *key = it->key;
