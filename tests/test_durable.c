@@ -109,28 +109,6 @@ static void sleep_us(long us) {
     }
 }
 
-/* Failures inside threads: the first one is kept for the test function. */
-static atomic_int g_terrs;
-static char g_termsg[512];
-static pthread_mutex_t g_termu = PTHREAD_MUTEX_INITIALIZER;
-
-static void terr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void terr(const char *fmt, ...) {
-    pthread_mutex_lock(&g_termu);
-    if (atomic_fetch_add(&g_terrs, 1) == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(g_termsg, sizeof g_termsg, fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&g_termu);
-}
-
-#define CHECK_THREADS()                                                                 \
-    do {                                                                                \
-        int e_ = atomic_exchange(&g_terrs, 0);                                          \
-        if (e_) TT_FAIL_("%d failure(s) in threads; first: %s", e_, g_termsg);         \
-    } while (0)
 
 /* ------------------------------------------------------------------------ */
 /* A recording vfs over the POSIX one                                        */
@@ -711,7 +689,7 @@ static void mt_run(fv_crash *c, int n, mt_arg *a, uint64_t fail_sync) {
     tome_options o = opts(TOME_SYNC_FULL, 256 << 10);
     tome_db *db = NULL;
     if (tome_open(PC_STORE, &o, &db) != TOME_OK) {
-        terr("open: %s", tome_errmsg(NULL));
+        tt_terr("open: %s", tome_errmsg(NULL));
         tome_local_test_vfs(NULL);
         return;
     }
@@ -721,7 +699,7 @@ static void mt_run(fv_crash *c, int n, mt_arg *a, uint64_t fail_sync) {
         a[i].db = db;
         a[i].id = i;
         a[i].n = n;
-        if (pthread_create(&th[i], NULL, mt_thread, &a[i]) != 0) terr("pthread_create");
+        if (pthread_create(&th[i], NULL, mt_thread, &a[i]) != 0) tt_terr("pthread_create");
     }
     for (int i = 0; i < MT_THREADS; i++) pthread_join(th[i], NULL);
     /* no close: the power goes now */
@@ -729,7 +707,7 @@ static void mt_run(fv_crash *c, int n, mt_arg *a, uint64_t fail_sync) {
     tome_close(db);
     tome_local_test_vfs(NULL);
     if (!s) {
-        terr("snapshot");
+        tt_terr("snapshot");
         return;
     }
     /* every commit that returned OK without NOSYNC is there, and so is
@@ -739,10 +717,10 @@ static void mt_run(fv_crash *c, int n, mt_arg *a, uint64_t fail_sync) {
         tome_vfs *img = fv_snap_image(s, modes[m], 42 + m);
         if (!img) continue;
         tome_local_test_vfs(img);
-        if (check_store(PC_STORE) != TOME_OK) terr("tome_check of the %s image", fv_img_name(modes[m]));
+        if (check_store(PC_STORE) != TOME_OK) tt_terr("tome_check of the %s image", fv_img_name(modes[m]));
         tome_db *d2 = NULL;
         if (tome_open(PC_STORE, &o, &d2) != TOME_OK) {
-            terr("open of the %s image: %s", fv_img_name(modes[m]), tome_errmsg(NULL));
+            tt_terr("open of the %s image: %s", fv_img_name(modes[m]), tome_errmsg(NULL));
         } else {
             for (int t = 0; t < MT_THREADS; t++) {
                 int last = -1;
@@ -753,7 +731,7 @@ static void mt_run(fv_crash *c, int n, mt_arg *a, uint64_t fail_sync) {
                     snprintf(key, sizeof key, "t%d-%04d", t, k);
                     int h = has_seeded(d2, key, mt_len(t, k), mt_seed(t, k));
                     if (a[t].rc[k] == TOME_OK ? h != 1 : h < 0)
-                        terr("%s image: %s: %d (commit returned %s)", fv_img_name(modes[m]), key, h,
+                        tt_terr("%s image: %s: %d (commit returned %s)", fv_img_name(modes[m]), key, h,
                              tt_rcname(a[t].rc[k]));
                 }
             }
@@ -774,7 +752,7 @@ TT_TEST(threads_power_cut_keeps_acked_commits) {
     mt_run(c, n, a, 0);
     for (int t = 0; t < MT_THREADS; t++)
         for (int k = 0; k < n; k++)
-            if (a[t].rc[k] != TOME_OK) terr("t%d commit %d: %s", t, k, tt_rcname(a[t].rc[k]));
+            if (a[t].rc[k] != TOME_OK) tt_terr("t%d commit %d: %s", t, k, tt_rcname(a[t].rc[k]));
     free(a);
     fv_crash_free(c);
     CHECK_THREADS();
@@ -796,11 +774,11 @@ TT_TEST(threads_failed_sync_poisons_and_keeps_acked_commits) {
             int seen = 0;
             for (int k = 0; k < n; k++) {
                 if (a[t].rc[k] == TOME_IO) seen = failed = 1;
-                else if (a[t].rc[k] != TOME_OK) terr("t%d commit %d: %s", t, k, tt_rcname(a[t].rc[k]));
-                else if (seen) terr("t%d commit %d: OK after a failed one", t, k);
+                else if (a[t].rc[k] != TOME_OK) tt_terr("t%d commit %d: %s", t, k, tt_rcname(a[t].rc[k]));
+                else if (seen) tt_terr("t%d commit %d: OK after a failed one", t, k);
             }
         }
-        if (!failed) terr("sync %llu: no commit failed", (unsigned long long)fail_at[f]);
+        if (!failed) tt_terr("sync %llu: no commit failed", (unsigned long long)fail_at[f]);
         free(a);
         fv_crash_free(c);
         CHECK_THREADS();
@@ -847,7 +825,7 @@ static void *ct_thread(void *p) {
             if (!rc) rc = tome_insert(t, 0, own, strlen(own), &mine, 8); /* blind */
             if (rc) {
                 tome_abort(t);
-                terr("t%d: %s", a->id, tt_rcname(rc));
+                tt_terr("t%d: %s", a->id, tt_rcname(rc));
                 return NULL;
             }
             rc = tome_commit_ex(t, i % 3 == 2 ? TOME_COMMIT_NOSYNC : 0);
@@ -856,7 +834,7 @@ static void *ct_thread(void *p) {
                 break;
             }
             if (rc != TOME_CONFLICT) {
-                terr("t%d commit: %s", a->id, tt_rcname(rc));
+                tt_terr("t%d commit: %s", a->id, tt_rcname(rc));
                 return NULL;
             }
             /* the winner becomes visible once durable: back off a little
@@ -916,7 +894,7 @@ static void *ir_thread(void *p) {
         snprintf(key, sizeof key, "i%d-%04d", a->id, k);
         int rc = put_seeded(a->db, key, 64, (uint64_t)a->id * 1000 + (uint64_t)k, 0);
         if (rc) {
-            terr("i%d commit %d: %s", a->id, k, tt_rcname(rc));
+            tt_terr("i%d commit %d: %s", a->id, k, tt_rcname(rc));
             return NULL;
         }
         uint64_t r = tf_rand(&rs) % 10;
@@ -973,7 +951,7 @@ static void *cq_thread(void *p) {
         snprintf(key, sizeof key, "q%d-%d", a->id, k % 50);
         int rc = put_seeded(a->db, key, 8, (uint64_t)k, k % 2 ? TOME_COMMIT_NOSYNC : 0);
         if (rc) {
-            terr("q%d commit %d: %s", a->id, k, tt_rcname(rc));
+            tt_terr("q%d commit %d: %s", a->id, k, tt_rcname(rc));
             return NULL;
         }
     }

@@ -37,37 +37,6 @@
 #include <sys/wait.h>
 #include <time.h>
 
-/* ------------------------------------------------------------------------ */
-/* Failure reporting from threads                                            */
-/* ------------------------------------------------------------------------ */
-
-static atomic_int g_errors;
-static char g_errmsg[512];
-static pthread_mutex_t g_errmu = PTHREAD_MUTEX_INITIALIZER;
-
-static void terr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void terr(const char *fmt, ...) {
-    pthread_mutex_lock(&g_errmu);
-    if (atomic_fetch_add(&g_errors, 1) == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(g_errmsg, sizeof g_errmsg, fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&g_errmu);
-}
-
-static void terr_reset(void) {
-    atomic_store(&g_errors, 0);
-    g_errmsg[0] = 0;
-}
-
-#define CHECK_THREADS()                                                                   \
-    do {                                                                                  \
-        int tt_e_ = atomic_load(&g_errors);                                               \
-        if (tt_e_) TT_FAIL_("%d failure(s) in threads; first: %s", tt_e_, g_errmsg);       \
-    } while (0)
-
 static void sleep_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -144,7 +113,7 @@ static int read_bal(tome_txn *t, int i, uint64_t *bal) {
     int rc = tome_get(t, BANK_SLOT, k, strlen(k), &v, &vl);
     if (rc) return rc;
     if (vl != 8) {
-        terr("%s: value of %zu bytes", k, vl);
+        tt_terr("%s: value of %zu bytes", k, vl);
         return TOME_CORRUPT;
     }
     *bal = get_u64(v);
@@ -162,7 +131,7 @@ static int write_bal(tome_txn *t, int i, uint64_t bal) {
 static void *bank_writer(void *arg) {
     bank_t *b = arg;
     uint64_t rng = b->seed;
-    for (int x = 0; x < b->nxfers && !atomic_load(&g_errors); x++) {
+    for (int x = 0; x < b->nxfers && !tt_terr_count(); x++) {
         for (;;) {
             int i = (int)(tf_rand(&rng) % NACC);
             int j = (int)(tf_rand(&rng) % (NACC - 1));
@@ -170,7 +139,7 @@ static void *bank_writer(void *arg) {
             tome_txn *t;
             int rc = tome_begin(b->db, &t);
             if (rc) {
-                terr("writer: tome_begin: %s", tt_rcname(rc));
+                tt_terr("writer: tome_begin: %s", tt_rcname(rc));
                 goto out;
             }
             uint64_t bi = 0, bj = 0;
@@ -178,7 +147,7 @@ static void *bank_writer(void *arg) {
             if (!rc) rc = read_bal(t, j, &bj);
             if (rc) {
                 tome_abort(t);
-                terr("writer: reading accounts %d, %d: %s", i, j, tt_rcname(rc));
+                tt_terr("writer: reading accounts %d, %d: %s", i, j, tt_rcname(rc));
                 goto out;
             }
             uint64_t amt = tf_rand(&rng) % 60;
@@ -187,7 +156,7 @@ static void *bank_writer(void *arg) {
             if (!rc) rc = write_bal(t, j, bj + amt);
             if (rc) {
                 tome_abort(t);
-                terr("writer: tome_insert: %s", tt_rcname(rc));
+                tt_terr("writer: tome_insert: %s", tt_rcname(rc));
                 goto out;
             }
             rc = tome_commit(t);
@@ -196,7 +165,7 @@ static void *bank_writer(void *arg) {
                 break;
             }
             if (rc != TOME_CONFLICT) {
-                terr("writer: tome_commit: %s", tt_rcname(rc));
+                tt_terr("writer: tome_commit: %s", tt_rcname(rc));
                 goto out;
             }
             b->conflicts++;
@@ -214,7 +183,7 @@ static int sum_points(tome_txn *t, const char *what, uint64_t *sum_out) {
         uint64_t bal;
         int rc = read_bal(t, i, &bal);
         if (rc) {
-            terr("%s: account %d: %s", what, i, tt_rcname(rc));
+            tt_terr("%s: account %d: %s", what, i, tt_rcname(rc));
             return -1;
         }
         sum += bal;
@@ -235,12 +204,12 @@ static void *bank_reader(void *arg) {
             rc = tome_last_seq(b->db, &seq);
             if (!rc) rc = tome_begin_at(b->db, seq, &t);
             if (rc) {
-                terr("reader: tome_begin_at(last seq %llu): %s", (unsigned long long)seq,
+                tt_terr("reader: tome_begin_at(last seq %llu): %s", (unsigned long long)seq,
                      tt_rcname(rc));
                 break;
             }
         } else if ((rc = tome_begin(b->db, &t)) != TOME_OK) {
-            terr("reader: tome_begin: %s", tt_rcname(rc));
+            tt_terr("reader: tome_begin: %s", tt_rcname(rc));
             break;
         }
         if (mode != 1) {
@@ -253,7 +222,7 @@ static void *bank_reader(void *arg) {
             rc = tome_iter_open(t, BANK_SLOT, "acct", 4, &it);
             if (rc) {
                 tome_abort(t);
-                terr("reader: tome_iter_open: %s", tt_rcname(rc));
+                tt_terr("reader: tome_iter_open: %s", tt_rcname(rc));
                 break;
             }
             const void *k;
@@ -265,13 +234,13 @@ static void *bank_reader(void *arg) {
                 char kb[16];
                 acct_key(kb, n);
                 if (kl != strlen(kb) || memcmp(k, kb, kl) != 0) {
-                    terr("reader: iteration gave key '%.*s' at position %d, want %s",
+                    tt_terr("reader: iteration gave key '%.*s' at position %d, want %s",
                          (int)(kl < 20 ? kl : 20), (const char *)k, n, kb);
                     break;
                 }
                 int r2 = tome_get(t, BANK_SLOT, k, kl, &v, &vl);
                 if (r2 || vl != 8) {
-                    terr("reader: get of iterated %s: %s, len %zu", kb, tt_rcname(r2), vl);
+                    tt_terr("reader: get of iterated %s: %s, len %zu", kb, tt_rcname(r2), vl);
                     break;
                 }
                 sum += get_u64(v);
@@ -280,13 +249,13 @@ static void *bank_reader(void *arg) {
             tome_iter_close(it);
             if (rc != TOME_NOTFOUND || n != NACC) {
                 tome_abort(t);
-                if (!atomic_load(&g_errors))
-                    terr("reader: iteration ended with %s after %d keys", tt_rcname(rc), n);
+                if (!tt_terr_count())
+                    tt_terr("reader: iteration ended with %s after %d keys", tt_rcname(rc), n);
                 break;
             }
         }
         if (sum != TOTAL) {
-            terr("reader (mode %d): total %llu, want %llu", mode, (unsigned long long)sum,
+            tt_terr("reader (mode %d): total %llu, want %llu", mode, (unsigned long long)sum,
                  (unsigned long long)TOTAL);
             tome_abort(t);
             break;
@@ -294,14 +263,14 @@ static void *bank_reader(void *arg) {
         if (mode == 0) {
             rc = tome_commit(t); /* no writes: always OK */
             if (rc) {
-                terr("reader: commit of a read-only transaction: %s", tt_rcname(rc));
+                tt_terr("reader: commit of a read-only transaction: %s", tt_rcname(rc));
                 break;
             }
         } else {
             tome_abort(t);
         }
         b->rounds++;
-    } while (atomic_load(b->writers_left) > 0 && !atomic_load(&g_errors));
+    } while (atomic_load(b->writers_left) > 0 && !tt_terr_count());
     return NULL;
 }
 
@@ -327,7 +296,7 @@ static void bank_total(tome_db *db) {
 }
 
 TT_TEST(bank_total_is_constant) {
-    terr_reset();
+    tt_terr_reset();
     char dir[TF_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", tt_tmpdir());
     tome_db *db;
@@ -395,7 +364,7 @@ static int read_docs(tome_txn *t, int on[NDOC]) {
         size_t vl;
         int rc = tome_get(t, DOC_SLOT, k, strlen(k), &v, &vl);
         if (rc || vl != 1) {
-            terr("%s: %s (len %zu)", k, tt_rcname(rc), rc ? (size_t)0 : vl);
+            tt_terr("%s: %s (len %zu)", k, tt_rcname(rc), rc ? (size_t)0 : vl);
             return -1;
         }
         on[d] = *(const char *)v == '1';
@@ -408,11 +377,11 @@ static void *doc_thread(void *arg) {
     doc_t *d = arg;
     char k[8];
     snprintf(k, sizeof k, "doc%d", d->id);
-    for (int i = 0; i < d->iters && !atomic_load(&g_errors); i++) {
+    for (int i = 0; i < d->iters && !tt_terr_count(); i++) {
         tome_txn *t;
         int rc = tome_begin(d->db, &t);
         if (rc) {
-            terr("doc: begin %s", tt_rcname(rc));
+            tt_terr("doc: begin %s", tt_rcname(rc));
             break;
         }
         int on[NDOC];
@@ -421,7 +390,7 @@ static void *doc_thread(void *arg) {
             tome_abort(t);
             break;
         }
-        if (n < 1) terr("doctor %d saw %d on call", d->id, n);
+        if (n < 1) tt_terr("doctor %d saw %d on call", d->id, n);
         int off = 0;
         if (on[d->id] && n >= 2) {
             rc = tome_insert(t, DOC_SLOT, k, strlen(k), "0", 1);
@@ -435,7 +404,7 @@ static void *doc_thread(void *arg) {
         }
         if (rc) {
             tome_abort(t);
-            terr("doc: insert %s", tt_rcname(rc));
+            tt_terr("doc: insert %s", tt_rcname(rc));
             break;
         }
         rc = tome_commit(t);
@@ -445,7 +414,7 @@ static void *doc_thread(void *arg) {
         } else if (rc == TOME_CONFLICT) {
             d->conflicts++;
         } else {
-            terr("doc: commit %s", tt_rcname(rc));
+            tt_terr("doc: commit %s", tt_rcname(rc));
             break;
         }
     }
@@ -459,7 +428,7 @@ static void *doc_watcher(void *arg) {
         tome_txn *t;
         int rc = tome_begin(d->db, &t);
         if (rc) {
-            terr("watcher: begin %s", tt_rcname(rc));
+            tt_terr("watcher: begin %s", tt_rcname(rc));
             break;
         }
         int on[NDOC];
@@ -467,16 +436,16 @@ static void *doc_watcher(void *arg) {
         tome_abort(t);
         if (n < 0) break;
         if (n < 1) {
-            terr("a snapshot shows %d doctors on call (write skew)", n);
+            tt_terr("a snapshot shows %d doctors on call (write skew)", n);
             break;
         }
         d->rounds++;
-    } while (atomic_load(d->left) > 0 && !atomic_load(&g_errors));
+    } while (atomic_load(d->left) > 0 && !tt_terr_count());
     return NULL;
 }
 
 TT_TEST(write_skew_is_prevented) {
-    terr_reset();
+    tt_terr_reset();
     char dir[TF_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", tt_tmpdir());
     tome_db *db;
@@ -708,11 +677,11 @@ static uint64_t ins_seed(int t, int n, char c) { return ((uint64_t)t << 40) | ((
 
 static void *ins_thread(void *arg) {
     ins_t *a = arg;
-    for (int n = 0; n < a->batches && !atomic_load(&g_errors); n++) {
+    for (int n = 0; n < a->batches && !tt_terr_count(); n++) {
         tome_txn *t;
         int rc = tome_begin(a->db, &t);
         if (rc) {
-            terr("inserter: begin %s", tt_rcname(rc));
+            tt_terr("inserter: begin %s", tt_rcname(rc));
             break;
         }
         for (char c = 'a'; c <= 'c' && !rc; c++) {
@@ -730,12 +699,12 @@ static void *ins_thread(void *arg) {
         if (!rc) rc = tome_insert(t, HI_SLOT, hk, strlen(hk), hv, 8);
         if (rc) {
             tome_abort(t);
-            terr("inserter: insert %s", tt_rcname(rc));
+            tt_terr("inserter: insert %s", tt_rcname(rc));
             break;
         }
         rc = tome_commit(t); /* blind writes: never a conflict */
         if (rc) {
-            terr("inserter %d: commit of batch %d: %s", a->id, n, tt_rcname(rc));
+            tt_terr("inserter %d: commit of batch %d: %s", a->id, n, tt_rcname(rc));
             break;
         }
     }
@@ -768,14 +737,14 @@ static void *iter_thread(void *arg) {
     size_t cap = (size_t)INS_THREADS * (size_t)a->batches * 3 + 1;
     seen_t *seen = malloc(cap * sizeof *seen);
     if (!seen) {
-        terr("out of memory");
+        tt_terr("out of memory");
         return NULL;
     }
     do {
         tome_txn *t;
         int rc = tome_begin(a->db, &t);
         if (rc) {
-            terr("iterator: begin %s", tt_rcname(rc));
+            tt_terr("iterator: begin %s", tt_rcname(rc));
             break;
         }
         long hi[INS_THREADS];
@@ -791,7 +760,7 @@ static void *iter_thread(void *arg) {
             } else if (rc == TOME_OK && vl == 8) {
                 hi[i] = (long)get_u64(v);
             } else {
-                terr("iterator: %s: %s", hk, tt_rcname(rc));
+                tt_terr("iterator: %s: %s", hk, tt_rcname(rc));
                 rc = -1;
             }
         }
@@ -810,7 +779,7 @@ static void *iter_thread(void *arg) {
         rc = tome_iter_open(t, INS_SLOT, prefix, strlen(prefix), &it);
         if (rc) {
             tome_abort(t);
-            terr("iterator: open %s", tt_rcname(rc));
+            tt_terr("iterator: open %s", tt_rcname(rc));
             break;
         }
         size_t n = 0;
@@ -823,7 +792,7 @@ static void *iter_thread(void *arg) {
             const char *k = kp;
             if (parse_ins_key(k, kl, &kt, &kn, &kc) || (only >= 0 && kt != only) ||
                 kn > hi[kt]) {
-                terr("iterator: key '%.*s' not committed at the snapshot (hi%d = %ld)",
+                tt_terr("iterator: key '%.*s' not committed at the snapshot (hi%d = %ld)",
                      (int)(kl < 20 ? kl : 20), k, kl == 11 ? k[1] - '0' : -1,
                      kl == 11 && k[1] >= '0' && k[1] < '0' + INS_THREADS ? hi[k[1] - '0'] : -2);
                 bad = 1;
@@ -833,13 +802,13 @@ static void *iter_thread(void *arg) {
                 const seen_t *pv = &seen[n - 1];
                 int c = memcmp(pv->k, k, 11);
                 if (c >= 0) {
-                    terr("iterator: '%.11s' after '%.11s': not strictly ascending", k, pv->k);
+                    tt_terr("iterator: '%.11s' after '%.11s': not strictly ascending", k, pv->k);
                     bad = 1;
                     break;
                 }
             }
             if (n >= cap) {
-                terr("iterator: more keys than ever inserted");
+                tt_terr("iterator: more keys than ever inserted");
                 bad = 1;
                 break;
             }
@@ -849,7 +818,7 @@ static void *iter_thread(void *arg) {
                 size_t vl;
                 int r2 = tome_get(t, INS_SLOT, k, kl, &v, &vl);
                 if (r2 || !same_fill(v, vl, ins_len(kt, kn, kc), ins_seed(kt, kn, kc))) {
-                    terr("iterator: get '%.11s': %s or wrong value", k, tt_rcname(r2));
+                    tt_terr("iterator: get '%.11s': %s or wrong value", k, tt_rcname(r2));
                     bad = 1;
                     break;
                 }
@@ -858,11 +827,11 @@ static void *iter_thread(void *arg) {
         }
         tome_iter_close(it);
         if (!bad && rc != TOME_NOTFOUND) {
-            terr("iterator: next gave %s", tt_rcname(rc));
+            tt_terr("iterator: next gave %s", tt_rcname(rc));
             bad = 1;
         }
         if (!bad && (long)n != want) {
-            terr("iterator: %zu keys with prefix '%s', want %ld (torn snapshot)", n, prefix, want);
+            tt_terr("iterator: %zu keys with prefix '%s', want %ld (torn snapshot)", n, prefix, want);
             bad = 1;
         }
         /* The iterated keys' memory is the transaction's until it ends. */
@@ -871,7 +840,7 @@ static void *iter_thread(void *arg) {
             char kc;
             if (parse_ins_key(seen[i].k, seen[i].kl, &kt, &kn, &kc) ||
                 (i > 0 && memcmp(seen[i - 1].k, seen[i].k, 11) >= 0)) {
-                terr("iterator: key memory changed before the transaction ended");
+                tt_terr("iterator: key memory changed before the transaction ended");
                 bad = 1;
             }
         }
@@ -879,13 +848,13 @@ static void *iter_thread(void *arg) {
         a->keys_seen += (long)n;
         if (bad) break;
         a->rounds++;
-    } while (atomic_load(a->left) > 0 && !atomic_load(&g_errors));
+    } while (atomic_load(a->left) > 0 && !tt_terr_count());
     free(seen);
     return NULL;
 }
 
 TT_TEST(iterate_during_inserts) {
-    terr_reset();
+    tt_terr_reset();
     char dir[TF_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", tt_tmpdir());
     tome_db *db;
@@ -956,7 +925,7 @@ static void *merge_writer(void *arg) {
     uint64_t rng = 77 + (uint64_t)w->id;
     uint64_t next_seed = ((uint64_t)w->id + 1) << 32;
     unsigned char *v = malloc(2000);
-    for (int op = 0; v && op < w->ops && !atomic_load(&g_errors); op++) {
+    for (int op = 0; v && op < w->ops && !tt_terr_count(); op++) {
         int nk = 1 + (int)(tf_rand(&rng) % 3);
         int idx[3];
         mstate nw[3];
@@ -964,7 +933,7 @@ static void *merge_writer(void *arg) {
             tome_txn *t;
             int rc = tome_begin(w->sh->db, &t);
             if (rc) {
-                terr("merge writer: begin %s", tt_rcname(rc));
+                tt_terr("merge writer: begin %s", tt_rcname(rc));
                 goto out;
             }
             for (int j = 0; j < nk && !rc; j++) {
@@ -979,13 +948,13 @@ static void *merge_writer(void *arg) {
                 rc = tome_get(t, M_SLOT, k, strlen(k), &val, &vl);
                 if (m->state == 1) {
                     if (rc != TOME_OK || !same_fill(val, vl, m->len, m->seed)) {
-                        terr("merge writer: %s: %s or wrong value (len %zu, want %zu)", k,
+                        tt_terr("merge writer: %s: %s or wrong value (len %zu, want %zu)", k,
                              tt_rcname(rc), rc ? 0 : vl, m->len);
                         rc = -1;
                         break;
                     }
                 } else if (rc != TOME_NOTFOUND) {
-                    terr("merge writer: %s: %s, want NOTFOUND", k, tt_rcname(rc));
+                    tt_terr("merge writer: %s: %s, want NOTFOUND", k, tt_rcname(rc));
                     rc = -1;
                     break;
                 }
@@ -998,7 +967,7 @@ static void *merge_writer(void *arg) {
                     tf_fill(v, nw[j].len, nw[j].seed);
                     rc = tome_insert(t, M_SLOT, k, strlen(k), v, nw[j].len);
                 }
-                if (rc) terr("merge writer: write %s: %s", k, tt_rcname(rc));
+                if (rc) tt_terr("merge writer: write %s: %s", k, tt_rcname(rc));
             }
             if (rc) {
                 tome_abort(t);
@@ -1011,7 +980,7 @@ static void *merge_writer(void *arg) {
                 break;
             }
             if (rc != TOME_CONFLICT) {
-                terr("merge writer: commit %s", tt_rcname(rc));
+                tt_terr("merge writer: commit %s", tt_rcname(rc));
                 goto out;
             }
             w->conflicts++;
@@ -1028,12 +997,12 @@ static void *merger(void *arg) {
     do {
         int rc = tome_merge(sh->db);
         if (rc) {
-            terr("tome_merge: %s: %s", tt_rcname(rc), tome_errmsg(sh->db));
+            tt_terr("tome_merge: %s: %s", tt_rcname(rc), tome_errmsg(sh->db));
             break;
         }
         atomic_fetch_add(&sh->merges, 1);
     } while ((atomic_load(&sh->writers_left) > 0 || atomic_load(&sh->readers_left) > 0) &&
-             !atomic_load(&g_errors));
+             !tt_terr_count());
     atomic_fetch_sub(&sh->mergers_left, 1);
     return NULL;
 }
@@ -1050,7 +1019,7 @@ static int snap_read(tome_txn *t, snapval *out, size_t cap, size_t *n_out) {
     tome_iter *it;
     int rc = tome_iter_open(t, M_SLOT, NULL, 0, &it);
     if (rc) {
-        terr("reader: iter_open %s", tt_rcname(rc));
+        tt_terr("reader: iter_open %s", tt_rcname(rc));
         return -1;
     }
     size_t n = 0;
@@ -1058,7 +1027,7 @@ static int snap_read(tome_txn *t, snapval *out, size_t cap, size_t *n_out) {
     size_t kl;
     while ((rc = tome_iter_next(it, &k, &kl)) == TOME_OK) {
         if (n >= cap || kl >= sizeof out[n].key) {
-            terr("reader: unexpected key");
+            tt_terr("reader: unexpected key");
             tome_iter_close(it);
             return -1;
         }
@@ -1071,7 +1040,7 @@ static int snap_read(tome_txn *t, snapval *out, size_t cap, size_t *n_out) {
         size_t nv = 0;
         if (!r2) r2 = tome_versions(t, M_SLOT, k, kl, &vers, &nv);
         if (r2) {
-            terr("reader: %s: %s", out[n].key, tt_rcname(r2));
+            tt_terr("reader: %s: %s", out[n].key, tt_rcname(r2));
             tome_iter_close(it);
             return -1;
         }
@@ -1083,7 +1052,7 @@ static int snap_read(tome_txn *t, snapval *out, size_t cap, size_t *n_out) {
     }
     tome_iter_close(it);
     if (rc != TOME_NOTFOUND) {
-        terr("reader: iter_next %s", tt_rcname(rc));
+        tt_terr("reader: iter_next %s", tt_rcname(rc));
         return -1;
     }
     *n_out = n;
@@ -1099,11 +1068,11 @@ static void *long_reader(void *arg) {
     mshared *sh = arg;
     enum { CAP = MW * MKEYS };
     snapval a[CAP], b[CAP];
-    for (int round = 0; round < 3 && !atomic_load(&g_errors); round++) {
+    for (int round = 0; round < 3 && !tt_terr_count(); round++) {
         tome_txn *t;
         int rc = tome_begin(sh->db, &t);
         if (rc) {
-            terr("reader: begin %s", tt_rcname(rc));
+            tt_terr("reader: begin %s", tt_rcname(rc));
             break;
         }
         size_t na = 0, nb = 0;
@@ -1113,17 +1082,17 @@ static void *long_reader(void *arg) {
         }
         long m0 = atomic_load(&sh->merges);
         while (atomic_load(&sh->merges) < m0 + 2 && atomic_load(&sh->mergers_left) > 0 &&
-               !atomic_load(&g_errors))
+               !tt_terr_count())
             sleep_ms(1);
         int ok = snap_read(t, b, CAP, &nb) == 0;
         if (ok && nb != na) {
-            terr("reader: snapshot had %zu keys, %zu after merges", na, nb);
+            tt_terr("reader: snapshot had %zu keys, %zu after merges", na, nb);
             ok = 0;
         }
         for (size_t i = 0; ok && i < na; i++) {
             if (strcmp(a[i].key, b[i].key) || a[i].len != b[i].len || a[i].nver != b[i].nver ||
                 !a[i].val || !b[i].val || memcmp(a[i].val, b[i].val, a[i].len)) {
-                terr("reader: %s changed under a merge (len %zu -> %zu, %zu -> %zu versions)",
+                tt_terr("reader: %s changed under a merge (len %zu -> %zu, %zu -> %zu versions)",
                      a[i].key, a[i].len, b[i].len, a[i].nver, b[i].nver);
                 ok = 0;
             }
@@ -1189,7 +1158,7 @@ static void check_model(tome_db *db, const mw_t *w, const char *phase) {
 }
 
 static void merge_test(int nmergers) {
-    terr_reset();
+    tt_terr_reset();
     char dir[TF_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", tt_tmpdir());
     mshared sh;
@@ -1216,7 +1185,7 @@ static void merge_test(int nmergers) {
     long commits = 0;
     for (int i = 0; i < MW; i++) commits += w[i].commits;
     printf("     %ld commits, %ld merges\n", commits, (long)atomic_load(&sh.merges));
-    if (atomic_load(&g_errors)) {
+    if (tt_terr_count()) {
         free(w);
         tome_close(sh.db);
         CHECK_THREADS();

@@ -82,6 +82,20 @@ extern int tt_failed_now;
     } while (0)
 #define CHECK_STRMEM(p, n, s) CHECK_MEM(p, n, s, strlen(s))
 
+/* Failures inside threads, which cannot end the case themselves:
+ * tt_terr records one (the first message is kept), CHECK_THREADS() then
+ * fails the case if any were recorded. The record is cleared before each
+ * case and by tt_terr_reset. Thread-safe. */
+void tt_terr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int tt_terr_count(void);
+const char *tt_terr_first(void);
+void tt_terr_reset(void);
+#define CHECK_THREADS()                                                          \
+    do {                                                                         \
+        int tt_e_ = tt_terr_count();                                             \
+        if (tt_e_) TT_FAIL_("%d failure(s) in threads; first: %s", tt_e_, tt_terr_first()); \
+    } while (0)
+
 const char *tt_rcname(int rc);
 const char *tt_tmpdir(void);
 /* Removes a directory tree (used for test stores). */

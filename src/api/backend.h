@@ -97,12 +97,11 @@ typedef struct tome_backend_ops {
                    tome_alloc_fn alloc, void *actx, const void **val_out, size_t *len_out);
     /* Ordered cursor over the keys of slot starting with prefix whose newest
      * version visible to s is not a removal. next gives TOME_NOTFOUND at the
-     * end; the key stays valid until the next call or close, or, when
-     * *stable is set, until s ends; *newest is that version (for reading
-     * the value with read). */
+     * end; the key stays valid until the next call or close; *newest is
+     * that version (for reading the value with read). */
     int  (*cursor_open)(tome_backend *b, const tome_snap *s, uint8_t slot, const void *prefix,
                         size_t plen, tome_bcursor **out);
-    int  (*cursor_next)(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable);
+    int  (*cursor_next)(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest);
     void (*cursor_close)(tome_bcursor *c);
     /* Validates the read set against the commits after s, then writes ops
      * as one commit. TOME_CONFLICT leaves nothing written. flags:

@@ -30,6 +30,7 @@
 #include "keyhash.h"
 
 #define PTR_MASK ((UINT64_C(1) << 48) - 1)
+#define KH_GROUP 16   /* entries placed per group (place_group) */
 
 struct tome_keyhash {
     uint64_t *cells;
@@ -97,6 +98,25 @@ static void place_h(uint64_t *cells, size_t cap, tome_entry *e, uint64_t h) {
     cells[i] = tag_of(h) | ((uint64_t)(uintptr_t)e & PTR_MASK);
 }
 
+/* Places g[0..m) (hashes h) into cells: all their home cells are fetched
+ * before any is written, so that the cache misses of a group overlap. */
+static void place_group(uint64_t *cells, size_t cap, tome_entry *const *g, uint64_t *h, size_t m) {
+    for (size_t j = 0; j < m; j++) {
+        h[j] = key_hash(g[j]->slot, g[j]->key, g[j]->klen);
+        __builtin_prefetch(&cells[home_of(h[j], cap)], 1);
+    }
+    for (size_t j = 0; j < m; j++) place_h(cells, cap, g[j], h[j]);
+}
+
+void tome_keyhash_insert_many(tome_keyhash *kh, tome_entry *const *e, size_t n) {
+    uint64_t h[KH_GROUP];
+    for (size_t base = 0; base < n; base += KH_GROUP) {
+        size_t m = n - base < KH_GROUP ? n - base : KH_GROUP;
+        place_group(kh->cells, kh->cap, e + base, h, m);
+        kh->n += m;
+    }
+}
+
 /* Makes room for `more` entries. 0 or TOME_NOMEM (table unchanged).
  * Growing rehashes every entry, which means reading each entry's key (a
  * cell keeps only 16 bits of the hash): entries and new cells are fetched a
@@ -109,29 +129,19 @@ int tome_keyhash_reserve(tome_keyhash *kh, size_t more) {
     if (nc > UINT32_MAX) return TOME_NOMEM; /* home_of scales 32-bit hashes */
     uint64_t *cells = tome_calloc(nc, sizeof *cells);
     if (!cells) return TOME_NOMEM;
-    enum { GROUP = 16 };
-    tome_entry *g[GROUP];
-    uint64_t h[GROUP];
+    tome_entry *g[KH_GROUP];
+    uint64_t h[KH_GROUP];
     size_t m = 0;
-    for (size_t i = 0; i <= kh->cap; i++) {
-        if (i < kh->cap && kh->cells[i]) {
-            g[m] = (tome_entry *)(uintptr_t)(kh->cells[i] & PTR_MASK);
-            __builtin_prefetch(g[m]);
-            m++;
-        }
-        if (m == GROUP || (i == kh->cap && m)) {
-            for (size_t j = 0; j < m; j++) {
-                h[j] = key_hash(g[j]->slot, g[j]->key, g[j]->klen);
-                __builtin_prefetch(&cells[home_of(h[j], nc)], 1);
-            }
-            for (size_t j = 0; j < m; j++) {
-                size_t x = home_of(h[j], nc);
-                while (cells[x]) x = next_of(x, nc);
-                cells[x] = tag_of(h[j]) | ((uint64_t)(uintptr_t)g[j] & PTR_MASK);
-            }
+    for (size_t i = 0; i < kh->cap; i++) {
+        if (!kh->cells[i]) continue;
+        g[m] = (tome_entry *)(uintptr_t)(kh->cells[i] & PTR_MASK);
+        __builtin_prefetch(g[m]);
+        if (++m == KH_GROUP) {
+            place_group(cells, nc, g, h, m);
             m = 0;
         }
     }
+    place_group(cells, nc, g, h, m);
     tome_free(kh->cells);
     kh->cells = cells;
     kh->cap = nc;
@@ -149,29 +159,6 @@ int tome_keyhash_insert_h(tome_keyhash *kh, tome_entry *e, uint64_t h) {
     place_h(kh->cells, kh->cap, e, h);
     kh->n++;
     return 0;
-}
-
-/* Loading many entries is bound by cache misses, one per cell: the hashes
- * of a group are computed and their cells prefetched before any is
- * written, so that the misses of a group overlap. */
-void tome_keyhash_insert_many(tome_keyhash *kh, tome_entry *const *e, size_t n) {
-    enum { GROUP = 16 };
-    uint64_t h[GROUP];
-    size_t cap = kh->cap;
-    for (size_t base = 0; base < n; base += GROUP) {
-        size_t m = n - base < GROUP ? n - base : GROUP;
-        for (size_t j = 0; j < m; j++) {
-            const tome_entry *x = e[base + j];
-            h[j] = key_hash(x->slot, x->key, x->klen);
-            __builtin_prefetch(&kh->cells[home_of(h[j], cap)], 1);
-        }
-        for (size_t j = 0; j < m; j++) {
-            size_t i = home_of(h[j], cap);
-            while (kh->cells[i]) i = next_of(i, cap);
-            kh->cells[i] = tag_of(h[j]) | ((uint64_t)(uintptr_t)e[base + j] & PTR_MASK);
-        }
-        kh->n += m;
-    }
 }
 
 void tome_keyhash_remove(tome_keyhash *kh, const tome_entry *e) {

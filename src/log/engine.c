@@ -136,12 +136,7 @@ int ix_insert_h(local *L, tome_entry *e, uint64_t h) {
     return 0;
 }
 
-int ix_insert(local *L, tome_entry *e) {
-    if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;
-    if (tome_index_insert(L->ix, e) != 0) return TOME_NOMEM;
-    if (L->kh) tome_keyhash_insert(L->kh, e); /* room reserved: cannot fail */
-    return 0;
-}
+int ix_insert(local *L, tome_entry *e) { return ix_insert_h(L, e, ix_hash(e->slot, e->key, e->klen)); }
 
 int ix_append(local *L, tome_entry *e) {
     if (L->kh && tome_keyhash_reserve(L->kh, 1) != 0) return TOME_NOMEM;

@@ -276,7 +276,7 @@ int   local_newest(tome_backend *b, const tome_snap *s, uint8_t slot, const void
                    tome_alloc_fn alloc, void *actx, const void **val_out, size_t *len_out);
 int   local_cursor_open(tome_backend *b, const tome_snap *s, uint8_t slot, const void *prefix,
                         size_t plen, tome_bcursor **out);
-int   local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable);
+int   local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest);
 void  local_cursor_close(tome_bcursor *c);
 
 /* commit.c: the commit path and group commit (backend ops) */

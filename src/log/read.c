@@ -30,9 +30,9 @@
  *
  * Cursors fetch keys in batches of CUR_BATCH under one acquisition of the
  * lock: they collect the visible entries, resolve their records and prefetch
- * them, so that the cache misses of a batch overlap. A key in a batch points
- * into the pinned mapping (after a check that the record holds the same key
- * bytes) or, without one, into the cursor's copy. The cursor keeps the last
+ * them, so that the cache misses of a batch overlap. The keys of a batch
+ * are copied from the entries (the transaction copies the key it hands
+ * out); a value is read in place from its pinned record. The cursor keeps the last
  * key it passed; if a commit or merge changed the tree between two batches,
  * the next batch starts with a seek past that key.
  *
@@ -92,6 +92,17 @@ int local_read_record(local *L, seg *s, uint64_t off, uint8_t slot, const void *
     int rc = rec_check(L, s->name, off, buf, total, merged, slot, key, klen, vlen);
     if (rc) return rc;
     *val_out = buf + hdr + klen;
+    return 0;
+}
+
+/* A record mapped and pinned for the snapshot's life: verified, then its
+ * value handed out in place. */
+static int value_in_place(local *L, const char *name, uint64_t off, const uint8_t *rec, int merged,
+                          uint8_t slot, const void *key, size_t klen, uint32_t vlen, const void **val_out) {
+    size_t hdr = rec_hdr_len(merged);
+    int rc = rec_check(L, name, off, rec, hdr + klen + vlen, merged, slot, key, klen, vlen);
+    if (rc) return rc;
+    *val_out = rec + hdr + klen;
     return 0;
 }
 
@@ -255,11 +266,7 @@ static int read_locked(local *L, const tome_snap *s, seg *sg, const tome_ver *nv
     const uint8_t *rec = mapped_rec(L, s->reg, sg, nv, klen);
     if (rec) { /* zero copy: the snapshot pins the mapping */
         pthread_rwlock_unlock(&L->ix_lock);
-        size_t hdr = rec_hdr_len(merged);
-        int rc = rec_check(L, sg->name, off, rec, hdr + klen + nv->vlen, merged, slot, key, klen, nv->vlen);
-        if (rc) return rc;
-        *val_out = rec + hdr + klen;
-        return 0;
+        return value_in_place(L, sg->name, off, rec, merged, slot, key, klen, nv->vlen, val_out);
     }
     atomic_fetch_add(&sg->refs, 1);
     pthread_rwlock_unlock(&L->ix_lock);
@@ -273,14 +280,8 @@ int local_read(tome_backend *b, const tome_snap *s, const tome_bver *v, uint8_t 
     local *L = (local *)b;
     if (v->flags & TOME_BVER_REMOVED) return TOME_NOTFOUND;
     int merged = (v->flags & BV_MERGED) != 0;
-    if (v->rec) { /* a cursor resolved and pinned the record already */
-        size_t hdr = rec_hdr_len(merged);
-        int rc = rec_check(L, "log", TOME_LOC_OFF(v->loc), v->rec, hdr + klen + v->vlen, merged, slot,
-                           key, klen, v->vlen);
-        if (rc) return rc;
-        *val_out = (const uint8_t *)v->rec + hdr + klen;
-        return 0;
-    }
+    if (v->rec) /* a cursor resolved and pinned the record already */
+        return value_in_place(L, "log", TOME_LOC_OFF(v->loc), v->rec, merged, slot, key, klen, v->vlen, val_out);
     pthread_rwlock_rdlock(&L->ix_lock);
     tome_ver nv = {v->seq, v->ts, v->loc, v->vlen, merged ? TOME_VER_MERGED : 0};
     /* A merge may have moved the version since it was looked up: if its
@@ -338,7 +339,6 @@ int local_newest(tome_backend *b, const tome_snap *s, uint8_t slot, const void *
 typedef struct citem {
     const uint8_t *key;
     size_t klen;
-    int stable;          /* key points into a pinned mapping */
     tome_bver v;
 } citem;
 
@@ -356,7 +356,7 @@ struct tome_bcursor {
     tome_index_cursor c;
     citem items[CUR_BATCH];
     unsigned n, i;
-    uint8_t *kbuf;       /* copies of the batch's keys that are not stable */
+    uint8_t *kbuf;       /* copies of the batch's keys */
     size_t kcap;
 };
 
@@ -469,7 +469,7 @@ static int cur_fill(tome_bcursor *c) {
         c->have_last = 1;
     }
     if (!e) c->done = 1;
-    /* 3. keys: in the pinned mapping when the record holds the same bytes */
+    /* 3. the items: keys copied from the entries, records pinned */
     size_t kp = 0;
     for (unsigned j = 0; j < n; j++) {
         citem *it = &c->items[j];
@@ -479,7 +479,6 @@ static int cur_fill(tome_bcursor *c) {
         it->v.rec = mapped_rec(L, c->snap.reg, segs[j], vers[j], en->klen);
         memcpy(c->kbuf + kp, en->key, en->klen);
         it->key = c->kbuf + kp;
-        it->stable = 0;
         kp += en->klen;
     }
     c->n = n;
@@ -488,7 +487,7 @@ out:
     return rc;
 }
 
-int local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest, int *stable) {
+int local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_bver *newest) {
     while (c->i == c->n) { /* a batch may hold no visible key */
         if (c->done) return TOME_NOTFOUND;
         int rc = cur_fill(c);
@@ -498,7 +497,6 @@ int local_cursor_next(tome_bcursor *c, const uint8_t **key, size_t *klen, tome_b
     *key = it->key;
     *klen = it->klen;
     if (newest) *newest = it->v;
-    if (stable) *stable = it->stable;
     return 0;
 }
 

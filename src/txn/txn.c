@@ -105,7 +105,6 @@ struct tome_iter {
     const uint8_t *bk;      /* current backend key, or NULL */
     size_t bklen;
     tome_bver bv;           /* its newest visible version */
-    int bstable;            /* bk stays valid until the transaction ends */
     /* what tome_iter_next returned last, for tome_iter_value */
     const uint8_t *cur_key;
     size_t cur_klen;
@@ -560,7 +559,7 @@ int tome_iter_open(tome_txn *txn, uint8_t slot, const void *prefix, size_t prefi
 static int bc_advance(tome_iter *it) {
     if (it->bdone) return 0;
     tome_backend *b = it->txn->db->b;
-    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen, &it->bv, &it->bstable);
+    int rc = b->ops->cursor_next(it->bc, &it->bk, &it->bklen, &it->bv);
     if (rc == TOME_NOTFOUND) {
         it->bdone = 1;
         it->bk = NULL;
@@ -593,14 +592,10 @@ int tome_iter_next(tome_iter *it, const void **key_out, size_t *key_len_out) {
             kl = p->klen;
             it->cur_pending = p;
         } else {
-            if (it->bstable) {
-                k = it->bk;
-            } else {
-                uint8_t *copy = arena_alloc(&it->txn->arena, it->bklen);
-                if (!copy) return tome_err(it->txn->db, TOME_NOMEM, "out of memory");
-                if (it->bklen) memcpy(copy, it->bk, it->bklen);
-                k = copy;
-            }
+            uint8_t *copy = arena_alloc(&it->txn->arena, it->bklen);
+            if (!copy) return tome_err(it->txn->db, TOME_NOMEM, "out of memory");
+            if (it->bklen) memcpy(copy, it->bk, it->bklen);
+            k = copy;
             kl = it->bklen;
             tome_bver bv = it->bv;
             if ((rc = bc_advance(it)) != 0) return rc;

@@ -5,6 +5,9 @@
 #include "../tt.h"
 
 #include <dirent.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 
 struct tt_case tt_cases[TT_MAX_CASES];
@@ -57,6 +60,32 @@ const char *tt_tmpdir(void) {
     return buf;
 }
 
+static atomic_int g_terrs;
+static char g_termsg[512];
+static pthread_mutex_t g_termu = PTHREAD_MUTEX_INITIALIZER;
+
+void tt_terr(const char *fmt, ...) {
+    pthread_mutex_lock(&g_termu);
+    if (atomic_fetch_add(&g_terrs, 1) == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g_termsg, sizeof g_termsg, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&g_termu);
+}
+
+int tt_terr_count(void) { return atomic_load(&g_terrs); }
+
+const char *tt_terr_first(void) { return g_termsg; }
+
+void tt_terr_reset(void) {
+    pthread_mutex_lock(&g_termu);
+    atomic_store(&g_terrs, 0);
+    g_termsg[0] = 0;
+    pthread_mutex_unlock(&g_termu);
+}
+
 int tt_run(int argc, char **argv) {
     int passed = 0, failed = 0;
     for (int i = 0; i < tt_ncases; i++) {
@@ -67,6 +96,7 @@ int tt_run(int argc, char **argv) {
             if (!want) continue;
         }
         tt_failed_now = 0;
+        tt_terr_reset();
         tt_cases[i].fn();
         if (tt_failed_now) {
             failed++;
